@@ -1,0 +1,210 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox/internal/dbsqlc"
+)
+
+// Event is one row of outbox.events: something that happened, to be delivered to
+// every subscription that matches it.
+type Event struct {
+	// ID is the public id (evt_…), sent to receivers as webhook-id. It is stable
+	// across retries, redeliveries and replays, so receivers de-duplicate on it.
+	ID string `json:"id"`
+
+	// Seq is the event's position in the outbox (the table's id column).
+	Seq int64 `json:"-"`
+
+	Type           string          `json:"type"`
+	OrganizationID string          `json:"organization_id,omitempty"`
+	AgentID        string          `json:"agent_id,omitempty"`
+	Payload        json.RawMessage `json:"payload"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+
+	// DispatchedAt is when the relay handed the event to a fan-out job.
+	DispatchedAt *time.Time `json:"dispatched_at"`
+
+	// FannedOutAt is when the event's deliveries were created.
+	FannedOutAt *time.Time `json:"fanned_out_at"`
+}
+
+func eventFromRow(row *dbsqlc.OutboxEvent) *Event {
+	return &Event{
+		ID:             row.EventID,
+		Seq:            row.ID,
+		Type:           row.Type,
+		OrganizationID: deref(row.OrganizationID),
+		AgentID:        deref(row.AgentID),
+		Payload:        row.Payload,
+		IdempotencyKey: deref(row.IdempotencyKey),
+		CreatedAt:      row.CreatedAt,
+		DispatchedAt:   row.DispatchedAt,
+		FannedOutAt:    row.FannedOutAt,
+	}
+}
+
+// PublishParams describe an event to publish.
+type PublishParams struct {
+	// Type is the event type: two or more dot-separated words of a-z, 0-9 and _,
+	// like agent.step.completed. Required.
+	Type string
+
+	// Payload is a JSON object, at most outbox.settings.max_payload_bytes bytes
+	// (256 KiB by default). Nil means {}.
+	Payload json.RawMessage
+
+	// AgentID scopes the event to an agent; agent-scoped subscriptions see only
+	// their agent's events. Optional.
+	AgentID string
+
+	// OrganizationID scopes the event to an organization. Optional.
+	OrganizationID string
+
+	// IdempotencyKey, if set, makes publishing idempotent within the organization:
+	// publishing again with the same key returns the first event. Optional.
+	IdempotencyKey string
+}
+
+// defaultPublisher publishes into DefaultSchema for the package-level PublishTx.
+var defaultPublisher = sync.OnceValue(func() *Store {
+	store, err := NewStore(nil, nil)
+	if err != nil {
+		panic(err) // DefaultSchema is valid
+	}
+	return store
+})
+
+// PublishTx publishes an event inside the caller's transaction, in the default
+// schema ("outbox"): the event exists if and only if tx commits. It does no
+// network I/O beyond the one statement on tx. Use Store.PublishTx for another
+// schema.
+//
+// Bad input returns a *ValidationError and changes nothing.
+func PublishTx(ctx context.Context, tx Executor, params *PublishParams) (*Event, error) {
+	return defaultPublisher().PublishTx(ctx, tx, params)
+}
+
+// PublishTx publishes an event inside the caller's transaction. See PublishTx.
+func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParams) (*Event, error) {
+	payload := params.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("{}")
+	} else if !json.Valid(payload) {
+		return nil, invalid("payload", "not valid JSON")
+	}
+	row, err := s.queries.EventPublish(ctx, s.on(tx), &dbsqlc.EventPublishParams{
+		Type:           params.Type,
+		Payload:        payload,
+		AgentID:        nullable(params.AgentID),
+		OrganizationID: nullable(params.OrganizationID),
+		IdempotencyKey: nullable(params.IdempotencyKey),
+	})
+	if err != nil {
+		return nil, translateError("publish", err)
+	}
+	return eventFromRow(row), nil
+}
+
+// Publish publishes an event in its own transaction.
+func (s *Store) Publish(ctx context.Context, params *PublishParams) (*Event, error) {
+	return s.PublishTx(ctx, s.db, params)
+}
+
+// EventGet returns the event with public id eventID, or ErrNotFound.
+func (s *Store) EventGet(ctx context.Context, eventID string) (*Event, error) {
+	row, err := s.queries.EventGetByEventID(ctx, s.on(s.db), eventID)
+	if err != nil {
+		return nil, translateError("get event", err)
+	}
+	return eventFromRow(row), nil
+}
+
+// EventClaimBatchTx claims up to max undispatched events, oldest first, skipping
+// rows another transaction holds, marks them dispatched and returns their Seq.
+// The claim lasts as long as tx: roll it back and the events are claimable again.
+func (s *Store) EventClaimBatchTx(ctx context.Context, tx Executor, max int) ([]int64, error) {
+	seqs, err := s.queries.EventClaimBatch(ctx, s.on(tx), int32(min(max, 1<<30))) //nolint:gosec // bounded
+	if err != nil {
+		return nil, translateError("claim events", err)
+	}
+	return seqs, nil
+}
+
+// FanoutDelivery is one delivery to create: an event for a subscription.
+type FanoutDelivery struct {
+	EventSeq       int64
+	EventID        string
+	SubscriptionID string
+
+	// RetrySchedule is the subscription's own schedule, nil for the default.
+	RetrySchedule RetrySchedule
+}
+
+// EventFanoutTx marks the claimed events fanned out and returns one FanoutDelivery
+// per (event, matching enabled subscription), in event order. Events already
+// fanned out are skipped, so calling it twice for a batch yields nothing the second
+// time. tx must also create the deliveries, so that both happen or neither does.
+func (s *Store) EventFanoutTx(ctx context.Context, tx Executor, eventSeqs []int64) ([]FanoutDelivery, error) {
+	rows, err := s.queries.EventFanout(ctx, s.on(tx), eventSeqs)
+	if err != nil {
+		return nil, translateError("fan out events", err)
+	}
+	deliveries := make([]FanoutDelivery, len(rows))
+	for i, row := range rows {
+		deliveries[i] = FanoutDelivery{
+			EventSeq:       row.EventSeq,
+			EventID:        row.EventID,
+			SubscriptionID: row.SubscriptionID,
+			RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
+		}
+	}
+	return deliveries, nil
+}
+
+// Backlog describes events not yet handed to a fan-out job.
+type Backlog struct {
+	// OldestAge is the age of the oldest undispatched event, 0 when there is none.
+	OldestAge time.Duration
+	// Undispatched counts them, up to 100,000.
+	Undispatched int64
+}
+
+// EventBacklog measures the relay's backlog.
+func (s *Store) EventBacklog(ctx context.Context) (*Backlog, error) {
+	row, err := s.queries.EventBacklog(ctx, s.on(s.db))
+	if err != nil {
+		return nil, translateError("measure backlog", err)
+	}
+	return &Backlog{
+		OldestAge:    time.Duration(row.OldestAgeSeconds * float64(time.Second)),
+		Undispatched: row.Undispatched,
+	}, nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// WakeChannel is the LISTEN channel on which relays of schema wait to be woken.
+func WakeChannel(schema string) string { return schema + ".wake" }
+
+// WakeTx wakes the relays when tx commits, so they claim new events now rather
+// than at their next poll.
+func (s *Store) WakeTx(ctx context.Context, tx Executor) error {
+	return translateError("wake relays", s.queries.Wake(ctx, s.on(tx)))
+}

@@ -1,0 +1,459 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxd/outboxd/outbox/internal/dbsqlc"
+	"github.com/outboxd/outboxd/outbox/signing"
+)
+
+// Subscription is an endpoint and the events it receives.
+type Subscription struct {
+	ID             string `json:"id"`
+	URL            string `json:"url"`
+	OrganizationID string `json:"organization_id,omitempty"`
+	AgentID        string `json:"agent_id,omitempty"`
+
+	// EventTypes are the patterns the subscription matches: exact types, prefixes
+	// like agent.step.*, or * for every event.
+	EventTypes []string `json:"event_types"`
+
+	Enabled     bool              `json:"enabled"`
+	Description string            `json:"description,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+
+	// RetrySchedule is the subscription's own schedule; nil uses the daemon's default.
+	RetrySchedule RetrySchedule `json:"retry_schedule,omitempty"`
+
+	DisabledReason string     `json:"disabled_reason,omitempty"`
+	DisabledAt     *time.Time `json:"disabled_at,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+}
+
+func subscriptionFromRow(row *dbsqlc.OutboxSubscription) (*Subscription, error) {
+	headers, err := decodeHeaders(row.Headers)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscription{
+		ID:             row.ID,
+		URL:            row.Url,
+		OrganizationID: deref(row.OrganizationID),
+		AgentID:        deref(row.AgentID),
+		EventTypes:     row.EventTypes,
+		Enabled:        row.Enabled,
+		Description:    row.Description,
+		Headers:        headers,
+		RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
+		DisabledReason: deref(row.DisabledReason),
+		DisabledAt:     row.DisabledAt,
+		CreatedAt:      row.CreatedAt,
+		UpdatedAt:      row.UpdatedAt,
+	}, nil
+}
+
+func decodeHeaders(raw json.RawMessage) (map[string]string, error) {
+	if len(raw) == 0 || string(raw) == "{}" {
+		return nil, nil
+	}
+	var headers map[string]string
+	if err := json.Unmarshal(raw, &headers); err != nil {
+		return nil, fmt.Errorf("decode subscription headers: %w", err)
+	}
+	return headers, nil
+}
+
+var (
+	eventTypePattern       = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)+$`)
+	eventTypePrefixPattern = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)*\.\*$`)
+)
+
+// ValidateEventTypePattern checks one entry of Subscription.EventTypes.
+func ValidateEventTypePattern(pattern string) error {
+	if pattern == "*" || eventTypePrefixPattern.MatchString(pattern) || (eventTypePattern.MatchString(pattern) && len(pattern) <= 200) {
+		return nil
+	}
+	return fmt.Errorf("%q is not an event type (agent.step.completed), a prefix (agent.step.*) or *", pattern)
+}
+
+// Limits on RetrySchedule.
+const (
+	RetryScheduleMaxEntries = 50
+	RetryDelayMax           = 7 * 24 * time.Hour
+)
+
+// RetrySchedule lists the delays between attempts: the first attempt is immediate,
+// then one retry after each delay. Its JSON form is a list of Go durations
+// (["5s","5m"]).
+type RetrySchedule []time.Duration
+
+// ParseRetrySchedule parses a comma-separated list of durations: "1s,5s,5m".
+func ParseRetrySchedule(s string) (RetrySchedule, error) {
+	var schedule RetrySchedule
+	for field := range strings.SplitSeq(s, ",") {
+		field = strings.TrimSpace(field)
+		d, err := time.ParseDuration(field)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration like 5s, 5m or 2h", field)
+		}
+		schedule = append(schedule, d)
+	}
+	return schedule, schedule.Validate()
+}
+
+// Validate checks the schedule's length and delays.
+func (r RetrySchedule) Validate() error {
+	if len(r) > RetryScheduleMaxEntries {
+		return fmt.Errorf("at most %d retries, not %d", RetryScheduleMaxEntries, len(r))
+	}
+	for _, d := range r {
+		if d < time.Millisecond || d > RetryDelayMax {
+			return fmt.Errorf("delay %s is out of range: between 1ms and %s", d, RetryDelayMax)
+		}
+	}
+	return nil
+}
+
+// String formats the schedule as ParseRetrySchedule reads it.
+func (r RetrySchedule) String() string {
+	parts := make([]string, len(r))
+	for i, d := range r {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (r RetrySchedule) MarshalJSON() ([]byte, error) {
+	parts := make([]string, len(r))
+	for i, d := range r {
+		parts[i] = d.String()
+	}
+	return json.Marshal(parts)
+}
+
+func (r *RetrySchedule) UnmarshalJSON(data []byte) error {
+	var parts []string
+	if err := json.Unmarshal(data, &parts); err != nil {
+		return errors.New(`retry_schedule must be a list of durations like ["5s","5m"]`)
+	}
+	schedule := make(RetrySchedule, len(parts))
+	for i, p := range parts {
+		d, err := time.ParseDuration(p)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like 5s, 5m or 2h", p)
+		}
+		schedule[i] = d
+	}
+	*r = schedule
+	return nil
+}
+
+func (r RetrySchedule) millis() []int64 {
+	if r == nil {
+		return nil
+	}
+	ms := make([]int64, len(r))
+	for i, d := range r {
+		ms[i] = d.Milliseconds()
+	}
+	return ms
+}
+
+func retryScheduleFromMillis(ms []int64) RetrySchedule {
+	if ms == nil {
+		return nil
+	}
+	r := make(RetrySchedule, len(ms))
+	for i, m := range ms {
+		r[i] = time.Duration(m) * time.Millisecond
+	}
+	return r
+}
+
+// Headers outboxd sets itself, which a subscription may not override.
+var reservedHeaders = map[string]bool{
+	"Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
+	"Content-Type": true, "Content-Length": true, "User-Agent": true, "Host": true,
+	"Connection": true, "Transfer-Encoding": true, "Te": true, "Upgrade": true, "Trailer": true,
+	"Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authorization": true,
+}
+
+// ValidateHeaders checks custom request headers: valid names and values, and none
+// that outboxd sets itself.
+func ValidateHeaders(headers map[string]string) error {
+	for name, value := range headers {
+		if !validHeaderName(name) {
+			return fmt.Errorf("%q is not a valid header name", name)
+		}
+		if reservedHeaders[http.CanonicalHeaderKey(name)] {
+			return fmt.Errorf("header %q is set by outboxd and cannot be overridden", name)
+		}
+		if !validHeaderValue(value) {
+			return fmt.Errorf("header %q has an invalid value (control characters are not allowed)", name)
+		}
+	}
+	return nil
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// validHeaderValue rejects control characters other than tab, which would let a
+// value split into a second header.
+func validHeaderValue(value string) bool {
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// SubscriptionCreateParams describe a new subscription.
+type SubscriptionCreateParams struct {
+	// URL receives the webhooks. It must be http or https, with no credentials, and
+	// may not point at a private, loopback, link-local or metadata address unless
+	// the store's guard allows it. Required.
+	URL string
+
+	// EventTypes to deliver. Defaults to ["*"].
+	EventTypes []string
+
+	// AgentID, if set, limits the subscription to that agent's events.
+	AgentID string
+
+	// OrganizationID, if set, limits the subscription to that organization's events.
+	OrganizationID string
+
+	Description string
+
+	// Headers are extra request headers sent with every delivery.
+	Headers map[string]string
+
+	// RetrySchedule overrides the daemon's default schedule.
+	RetrySchedule RetrySchedule
+
+	// Secret signs deliveries. Nil generates one.
+	Secret signing.Secret
+}
+
+// SubscriptionCreateResult is a new subscription and its signing secret. The secret
+// is never shown again.
+type SubscriptionCreateResult struct {
+	*Subscription
+	Secret signing.Secret `json:"-"`
+}
+
+// MarshalJSON includes the secret as whsec_….
+func (r *SubscriptionCreateResult) MarshalJSON() ([]byte, error) {
+	type plain Subscription
+	return json.Marshal(&struct {
+		*plain
+		Secret string `json:"secret"`
+	}{(*plain)(r.Subscription), r.Secret.String()})
+}
+
+func (s *Store) validateSubscription(ctx context.Context, params *SubscriptionCreateParams) error {
+	if params.URL == "" {
+		return invalid("url", "required")
+	}
+	if _, err := s.guard.ValidateURL(ctx, params.URL); err != nil {
+		return &ValidationError{Field: "url", Message: err.Error()}
+	}
+	if len(params.URL) > 2048 {
+		return invalid("url", "longer than 2048 characters")
+	}
+	for _, pattern := range params.EventTypes {
+		if err := ValidateEventTypePattern(pattern); err != nil {
+			return &ValidationError{Field: "event_types", Message: err.Error()}
+		}
+	}
+	if len(params.EventTypes) > 100 {
+		return invalid("event_types", "at most 100 patterns")
+	}
+	if err := ValidateHeaders(params.Headers); err != nil {
+		return &ValidationError{Field: "headers", Message: err.Error()}
+	}
+	if err := params.RetrySchedule.Validate(); err != nil {
+		return &ValidationError{Field: "retry_schedule", Message: err.Error()}
+	}
+	if params.Secret != nil && (len(params.Secret) < signing.SecretMinBytes || len(params.Secret) > signing.SecretMaxBytes) {
+		return invalid("secret", "must be %d to %d bytes", signing.SecretMinBytes, signing.SecretMaxBytes)
+	}
+	return nil
+}
+
+// SubscriptionCreate validates params and creates a subscription with its secret.
+func (s *Store) SubscriptionCreate(ctx context.Context, params *SubscriptionCreateParams) (*SubscriptionCreateResult, error) {
+	var result *SubscriptionCreateResult
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		result, err = s.SubscriptionCreateTx(ctx, tx, params)
+		return err
+	})
+	return result, err
+}
+
+// SubscriptionCreateTx creates a subscription inside the caller's transaction.
+func (s *Store) SubscriptionCreateTx(ctx context.Context, tx Executor, params *SubscriptionCreateParams) (*SubscriptionCreateResult, error) {
+	if err := s.validateSubscription(ctx, params); err != nil {
+		return nil, err
+	}
+	if s.keyring == nil {
+		return nil, ErrNoEncryptionKey
+	}
+	secret := params.Secret
+	if secret == nil {
+		var err error
+		if secret, err = signing.GenerateSecret(); err != nil {
+			return nil, err
+		}
+	}
+	eventTypes := params.EventTypes
+	if len(eventTypes) == 0 {
+		eventTypes = []string{"*"}
+	}
+	headers, err := json.Marshal(params.Headers)
+	if err != nil || params.Headers == nil {
+		headers = []byte("{}")
+	}
+
+	exec := s.on(tx)
+	row, err := s.queries.SubscriptionInsert(ctx, exec, &dbsqlc.SubscriptionInsertParams{
+		OrganizationID:  nullable(params.OrganizationID),
+		AgentID:         nullable(params.AgentID),
+		Url:             params.URL,
+		EventTypes:      eventTypes,
+		Description:     params.Description,
+		Headers:         headers,
+		RetryScheduleMs: params.RetrySchedule.millis(),
+	})
+	if err != nil {
+		return nil, translateError("create subscription", err)
+	}
+	if err := s.secretInsert(ctx, exec, row.ID, secret, nil); err != nil {
+		return nil, err
+	}
+	sub, err := subscriptionFromRow(row)
+	if err != nil {
+		return nil, err
+	}
+	return &SubscriptionCreateResult{Subscription: sub, Secret: secret}, nil
+}
+
+func (s *Store) secretInsert(ctx context.Context, exec dbsqlc.DBTX, subscriptionID string, secret signing.Secret, expiresAt *time.Time) error {
+	keyID, sealed, err := s.keyring.Seal(secret, []byte(subscriptionID))
+	if err != nil {
+		return err
+	}
+	err = s.queries.SubscriptionSecretInsert(ctx, exec, &dbsqlc.SubscriptionSecretInsertParams{
+		SubscriptionID: subscriptionID,
+		KeyID:          keyID,
+		Ciphertext:     sealed,
+		ExpiresAt:      expiresAt,
+	})
+	return translateError("store secret", err)
+}
+
+// SubscriptionGet returns a subscription, or ErrNotFound.
+func (s *Store) SubscriptionGet(ctx context.Context, id string) (*Subscription, error) {
+	row, err := s.queries.SubscriptionGet(ctx, s.on(s.db), id)
+	if err != nil {
+		return nil, translateError("get subscription", err)
+	}
+	return subscriptionFromRow(row)
+}
+
+// SubscriptionListParams filter SubscriptionList. Zero values do not filter.
+type SubscriptionListParams struct {
+	AgentID        string
+	OrganizationID string
+	Enabled        *bool
+
+	// After continues a listing after this subscription id.
+	After string
+
+	// Limit caps the result. Defaults to 100; at most 1,000.
+	Limit int
+}
+
+// SubscriptionList lists subscriptions in id order (which is creation order).
+func (s *Store) SubscriptionList(ctx context.Context, params *SubscriptionListParams) ([]*Subscription, error) {
+	if params == nil {
+		params = &SubscriptionListParams{}
+	}
+	rows, err := s.queries.SubscriptionList(ctx, s.on(s.db), &dbsqlc.SubscriptionListParams{
+		AgentID:        nullable(params.AgentID),
+		OrganizationID: nullable(params.OrganizationID),
+		Enabled:        params.Enabled,
+		After:          params.After,
+		Max:            int32(listLimit(params.Limit)), //nolint:gosec // bounded by listLimit
+	})
+	if err != nil {
+		return nil, translateError("list subscriptions", err)
+	}
+	subs := make([]*Subscription, 0, len(rows))
+	for _, row := range rows {
+		sub, err := subscriptionFromRow(row)
+		if err != nil {
+			return nil, err
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+// SubscriptionDelete deletes a subscription and its secrets, or returns
+// ErrNotFound. Its pending deliveries end cancelled when they next run.
+func (s *Store) SubscriptionDelete(ctx context.Context, id string) error {
+	n, err := s.queries.SubscriptionDelete(ctx, s.on(s.db), id)
+	if err != nil {
+		return translateError("delete subscription", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// SubscriptionDisable disables an enabled subscription and records why. It reports
+// whether this call disabled it (false if it was already disabled or is gone).
+func (s *Store) SubscriptionDisable(ctx context.Context, id, reason string) (bool, error) {
+	n, err := s.queries.SubscriptionDisable(ctx, s.on(s.db), &dbsqlc.SubscriptionDisableParams{ID: id, Reason: &reason})
+	if err != nil {
+		return false, translateError("disable subscription", err)
+	}
+	return n > 0, nil
+}
+
+func listLimit(limit int) int {
+	switch {
+	case limit <= 0:
+		return 100
+	case limit > 1000:
+		return 1000
+	}
+	return limit
+}

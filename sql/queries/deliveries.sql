@@ -1,0 +1,47 @@
+-- name: DeliveryTarget :one
+-- Everything one delivery attempt needs, in one round trip: the subscription, the
+-- event (NULL columns when it no longer exists) and the secrets that sign right now.
+SELECT
+    s.id AS subscription_id,
+    s.url,
+    s.enabled,
+    s.headers,
+    s.retry_schedule_ms,
+    e.id AS event_seq,
+    e.event_id,
+    e.type,
+    e.organization_id,
+    e.agent_id,
+    e.payload,
+    e.created_at,
+    coalesce((
+        SELECT array_agg(ss.key_id ORDER BY ss.id)
+        FROM outbox.subscription_secrets AS ss
+        WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
+    ), '{}')::text[] AS secret_key_ids,
+    coalesce((
+        SELECT array_agg(ss.ciphertext ORDER BY ss.id)
+        FROM outbox.subscription_secrets AS ss
+        WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
+    ), '{}')::bytea[] AS secret_ciphertexts
+FROM outbox.subscriptions AS s
+LEFT JOIN outbox.events AS e ON e.event_id = @event_id
+WHERE s.id = @subscription_id;
+
+-- name: DeliveryList :many
+-- Newest first. The event and subscription filters use River's GIN index on args.
+SELECT *
+FROM outbox.deliveries AS d
+WHERE (sqlc.narg(event_id)::text IS NULL OR d.id IN (
+        SELECT j.id FROM outbox.river_job AS j
+        WHERE j.kind = 'outboxd.delivery' AND j.args @> jsonb_build_object('event_id', sqlc.narg(event_id)::text)))
+    AND (sqlc.narg(subscription_id)::text IS NULL OR d.id IN (
+        SELECT j.id FROM outbox.river_job AS j
+        WHERE j.kind = 'outboxd.delivery' AND j.args @> jsonb_build_object('subscription_id', sqlc.narg(subscription_id)::text)))
+    AND (sqlc.narg(state)::text IS NULL OR d.state = sqlc.narg(state))
+    AND (sqlc.narg(before_id)::bigint IS NULL OR d.id < sqlc.narg(before_id))
+ORDER BY d.id DESC
+LIMIT @max;
+
+-- name: DeliveryGet :one
+SELECT * FROM outbox.deliveries WHERE id = @id;
