@@ -1,0 +1,251 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/netguard"
+)
+
+// Defaults for Config.
+const (
+	FanoutWorkersDefault      = 4
+	DeliveryWorkersDefault    = 100
+	FetchCooldownDefault      = 5 * time.Millisecond
+	FetchPollIntervalDefault  = 200 * time.Millisecond
+	CompletedRetentionDefault = 24 * time.Hour
+	DeadRetentionDefault      = 7 * 24 * time.Hour
+	ShutdownTimeoutDefault    = 30 * time.Second
+	rescueMarginDefault       = time.Minute
+)
+
+// Config configures a Daemon. Store is required; zero values take the defaults.
+type Config struct {
+	// Store is the outboxd store to work on; its schema is the daemon's.
+	Store *outbox.Store
+
+	// Logger receives the daemon's logs. Defaults to discarding them.
+	Logger *slog.Logger
+
+	// Metrics receives measurements. Defaults to unregistered instruments.
+	Metrics *Metrics
+
+	// Guard decides which addresses deliveries may reach. Defaults to a zero
+	// netguard.Guard: no loopback, private, link-local or metadata targets.
+	Guard *netguard.Guard
+
+	Relay    RelayConfig
+	Delivery DeliveryConfig
+
+	// FanoutWorkers is how many fan-out jobs run at once per daemon. Defaults to 4.
+	FanoutWorkers int
+
+	// DeliveryWorkers is how many deliveries are in flight at once per daemon.
+	// Defaults to 100.
+	DeliveryWorkers int
+
+	// FetchCooldown is the shortest pause between two fetches of one queue. River's
+	// default (100 ms) would cap a queue at DeliveryWorkers per 100 ms however fast
+	// receivers answer. Defaults to 5 ms.
+	FetchCooldown time.Duration
+
+	// FetchPollInterval is how often an idle queue looks for jobs it was not
+	// notified of. Defaults to 200 ms.
+	FetchPollInterval time.Duration
+
+	// RescueStuckJobsAfter is when a job still marked running is presumed lost with
+	// its daemon (killed, or cut off) and retried. It must exceed a delivery's
+	// timeout (RequestTimeout + 10 s), or a slow delivery could be sent twice. (A
+	// fan-out job may be rescued while it still runs: the second run finds its
+	// events already fanned out and creates nothing.) Defaults to the delivery
+	// timeout plus one minute (100 s with the default 30 s request timeout).
+	RescueStuckJobsAfter time.Duration
+
+	// CompletedRetention keeps delivered deliveries (and completed fan-out jobs)
+	// this long. Defaults to 24 h.
+	CompletedRetention time.Duration
+
+	// DeadRetention keeps dead and cancelled deliveries this long, so they can be
+	// inspected and retried. Defaults to 7 days.
+	DeadRetention time.Duration
+}
+
+// Daemon is one outboxd worker process's machinery: the relay and River's fan-out
+// and delivery queues.
+type Daemon struct {
+	config   Config
+	logger   *slog.Logger
+	pool     *pgxpool.Pool
+	client   *river.Client[pgx.Tx]
+	relay    *Relay
+	delivery *deliveryWorker
+}
+
+// NewDaemon builds a daemon on pool. Call Start to run it.
+func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
+	if config == nil || config.Store == nil {
+		return nil, errors.New("jobs: Config.Store is required")
+	}
+	c := *config
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	if c.Guard == nil {
+		c.Guard = &netguard.Guard{}
+	}
+	c.Delivery = c.Delivery.withDefaults()
+	if c.FanoutWorkers <= 0 {
+		c.FanoutWorkers = FanoutWorkersDefault
+	}
+	if c.DeliveryWorkers <= 0 {
+		c.DeliveryWorkers = DeliveryWorkersDefault
+	}
+	if c.FetchCooldown <= 0 {
+		c.FetchCooldown = FetchCooldownDefault
+	}
+	if c.FetchPollInterval <= 0 {
+		c.FetchPollInterval = FetchPollIntervalDefault
+	}
+	if c.CompletedRetention <= 0 {
+		c.CompletedRetention = CompletedRetentionDefault
+	}
+	if c.DeadRetention <= 0 {
+		c.DeadRetention = DeadRetentionDefault
+	}
+	deliveryTimeout := c.Delivery.jobTimeout()
+	if c.RescueStuckJobsAfter <= 0 {
+		c.RescueStuckJobsAfter = deliveryTimeout + rescueMarginDefault
+	}
+	if c.RescueStuckJobsAfter <= deliveryTimeout {
+		return nil, fmt.Errorf("jobs: RescueStuckJobsAfter (%s) must exceed a delivery's timeout (%s), or a slow delivery could be sent twice", c.RescueStuckJobsAfter, deliveryTimeout)
+	}
+	if c.FetchPollInterval < c.FetchCooldown {
+		return nil, fmt.Errorf("jobs: FetchPollInterval (%s) must be at least FetchCooldown (%s)", c.FetchPollInterval, c.FetchCooldown)
+	}
+	if err := c.Delivery.RetrySchedule.Validate(); err != nil {
+		return nil, fmt.Errorf("jobs: retry schedule: %w", err)
+	}
+
+	d := &Daemon{config: c, logger: c.Logger, pool: pool}
+	d.delivery = newDeliveryWorker(c.Delivery, c.Logger, c.Store, c.Guard, c.Metrics, c.DeliveryWorkers)
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &fanoutWorker{pool: pool, store: c.Store, retrySchedule: c.Delivery.RetrySchedule, metrics: c.Metrics})
+	river.AddWorker(workers, d.delivery)
+
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema: c.Store.Schema(),
+		Logger: slog.New(&minLevelHandler{Handler: c.Logger.Handler(), min: slog.LevelWarn}),
+		Queues: map[string]river.QueueConfig{
+			QueueFanout:   {MaxWorkers: c.FanoutWorkers},
+			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
+		},
+		Workers:                     workers,
+		FetchCooldown:               c.FetchCooldown,
+		FetchPollInterval:           c.FetchPollInterval,
+		JobTimeout:                  deliveryTimeout, // the fan-out worker sets its own
+		RescueStuckJobsAfter:        c.RescueStuckJobsAfter,
+		CompletedJobRetentionPeriod: c.CompletedRetention,
+		CancelledJobRetentionPeriod: c.DeadRetention,
+		DiscardedJobRetentionPeriod: c.DeadRetention,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	d.client = client
+	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Metrics)
+	return d, nil
+}
+
+// Client is the daemon's River client (for the River UI and job operations).
+func (d *Daemon) Client() *river.Client[pgx.Tx] { return d.client }
+
+// Relay is the daemon's relay.
+func (d *Daemon) Relay() *Relay { return d.relay }
+
+// Start starts the River client, then the relay. Only Stop stops them: cancelling
+// ctx does not (River would take a cancelled start context as a hard stop and
+// interrupt in-flight deliveries).
+func (d *Daemon) Start(ctx context.Context) error {
+	if err := d.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start river: %w", err)
+	}
+	if err := d.relay.Start(ctx); err != nil {
+		return err
+	}
+	d.logger.InfoContext(ctx, "daemon started",
+		slog.String("schema", d.config.Store.Schema()),
+		slog.Int("delivery_workers", d.config.DeliveryWorkers),
+		slog.Int("fanout_workers", d.config.FanoutWorkers))
+	return nil
+}
+
+// Stop shuts down without losing work: the relay stops claiming (a claim in
+// progress commits or rolls back), River stops fetching and waits for running jobs
+// until ctx is done, then cancels the rest, which River returns to the queue
+// without counting the attempt.
+func (d *Daemon) Stop(ctx context.Context) error {
+	d.relay.Stop()
+	err := d.client.Stop(ctx)
+	if err == nil {
+		d.logger.InfoContext(ctx, "daemon stopped")
+		return nil
+	}
+	d.logger.WarnContext(ctx, "in-flight jobs did not finish in time; cancelling them", slog.String("error", err.Error()))
+	hardCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := d.client.StopAndCancel(hardCtx); err != nil {
+		return fmt.Errorf("stop river: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the daemon can do its work: the database answers and the
+// relay is running.
+func (d *Daemon) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := d.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := d.relay.Healthy(); err != nil {
+		return err
+	}
+	select {
+	case <-d.client.Stopped():
+		return errors.New("river client stopped")
+	default:
+	}
+	return nil
+}
+
+// minLevelHandler drops records below min: River reports every failed attempt at
+// info, which outboxd already records and counts itself.
+type minLevelHandler struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h *minLevelHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= h.min && h.Handler.Enabled(ctx, level)
+}
+
+func (h *minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &minLevelHandler{Handler: h.Handler.WithAttrs(attrs), min: h.min}
+}
+
+func (h *minLevelHandler) WithGroup(name string) slog.Handler {
+	return &minLevelHandler{Handler: h.Handler.WithGroup(name), min: h.min}
+}

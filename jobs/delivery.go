@@ -1,0 +1,337 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/riverqueue/river"
+
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/netguard"
+	"github.com/outboxd/outboxd/outbox/signing"
+)
+
+// Defaults for DeliveryConfig.
+const (
+	RequestTimeoutDefault    = 30 * time.Second
+	RetryAfterMaxDefault     = time.Hour
+	ResponseReadLimitDefault = 64 << 10
+)
+
+// DeliveryConfig tunes delivery. Zero values take the defaults.
+type DeliveryConfig struct {
+	// RetrySchedule is the wait before each retry for subscriptions without their
+	// own. Defaults to DefaultRetrySchedule (8 attempts over about 27.6 h).
+	RetrySchedule outbox.RetrySchedule
+
+	// RequestTimeout bounds one attempt: connect, TLS, request and response.
+	// Defaults to 30 s.
+	RequestTimeout time.Duration
+
+	// ConnectTimeout bounds the TCP connect. Defaults to 5 s.
+	ConnectTimeout time.Duration
+
+	// RetryAfterMax caps how far a receiver's Retry-After can push the next
+	// attempt beyond the schedule. Defaults to 1 h.
+	RetryAfterMax time.Duration
+
+	// ResponseReadLimit is how much of a response body is read before the
+	// connection is dropped. Defaults to 64 KiB.
+	ResponseReadLimit int64
+
+	// UserAgent is sent with every request. Defaults to "outboxd".
+	UserAgent string
+}
+
+func (c DeliveryConfig) withDefaults() DeliveryConfig {
+	if c.RetrySchedule == nil {
+		c.RetrySchedule = DefaultRetrySchedule
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = RequestTimeoutDefault
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = netguard.ConnectTimeoutDefault
+	}
+	if c.RetryAfterMax <= 0 {
+		c.RetryAfterMax = RetryAfterMaxDefault
+	}
+	if c.ResponseReadLimit <= 0 {
+		c.ResponseReadLimit = ResponseReadLimitDefault
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "outboxd"
+	}
+	return c
+}
+
+// deliveryWorker makes one attempt of one delivery per Work call.
+type deliveryWorker struct {
+	river.WorkerDefaults[DeliveryArgs]
+
+	config  DeliveryConfig
+	logger  *slog.Logger
+	store   *outbox.Store
+	client  *http.Client
+	metrics *Metrics
+
+	// now and random are the clock and the jitter source; tests replace them.
+	now    func() time.Time
+	random func() float64
+
+	// nextRetry carries the time of the next attempt from Work, which knows the
+	// subscription's schedule and the receiver's Retry-After, to NextRetry, which
+	// River calls right after Work returns an error. Keyed by job id.
+	nextRetry sync.Map
+}
+
+func newDeliveryWorker(config DeliveryConfig, logger *slog.Logger, store *outbox.Store, guard *netguard.Guard, metrics *Metrics, maxConnsPerHost int) *deliveryWorker {
+	config = config.withDefaults()
+	return &deliveryWorker{
+		config: config,
+		logger: logger.With(slog.String("component", "delivery")),
+		store:  store,
+		client: netguard.NewClient(guard, &netguard.ClientConfig{
+			ConnectTimeout:      config.ConnectTimeout,
+			Timeout:             config.RequestTimeout,
+			MaxIdleConnsPerHost: maxConnsPerHost,
+		}),
+		metrics: metrics,
+		now:     time.Now,
+		random:  rand.Float64,
+	}
+}
+
+// jobTimeout leaves the request its full budget plus time to load and record.
+func (c DeliveryConfig) jobTimeout() time.Duration {
+	return c.RequestTimeout + 10*time.Second
+}
+
+func (w *deliveryWorker) Timeout(*river.Job[DeliveryArgs]) time.Duration {
+	return w.config.jobTimeout()
+}
+
+func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
+	if at, ok := w.nextRetry.LoadAndDelete(job.ID); ok {
+		return at.(time.Time) //nolint:forcetypeassert // only times are stored
+	}
+	// Work failed before it knew the subscription (a database error): default schedule.
+	return w.now().Add(retryDelay(w.config.RetrySchedule, job.Attempt, w.random(), 0, 0))
+}
+
+// webhookBody is the JSON sent to receivers.
+type webhookBody struct {
+	ID             string          `json:"id"`
+	Type           string          `json:"type"`
+	Timestamp      string          `json:"timestamp"`
+	OrganizationID *string         `json:"organization_id"`
+	AgentID        *string         `json:"agent_id"`
+	Data           json.RawMessage `json:"data"`
+}
+
+func encodeBody(event *outbox.Event) ([]byte, error) {
+	var data bytes.Buffer
+	if err := json.Compact(&data, event.Payload); err != nil {
+		return nil, fmt.Errorf("event %s payload: %w", event.ID, err)
+	}
+	body := webhookBody{
+		ID:        event.ID,
+		Type:      event.Type,
+		Timestamp: event.CreatedAt.UTC().Format(time.RFC3339Nano),
+		Data:      data.Bytes(),
+	}
+	if event.OrganizationID != "" {
+		body.OrganizationID = &event.OrganizationID
+	}
+	if event.AgentID != "" {
+		body.AgentID = &event.AgentID
+	}
+	return json.Marshal(body)
+}
+
+func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
+	target, err := w.store.DeliveryTarget(ctx, job.Args.EventID, job.Args.SubscriptionID)
+	switch {
+	case errors.Is(err, outbox.ErrNotFound):
+		return w.cancel(fmt.Errorf("subscription %s no longer exists", job.Args.SubscriptionID))
+	case err != nil:
+		return err
+	case target.Event == nil:
+		return w.cancel(fmt.Errorf("event %s no longer exists", job.Args.EventID))
+	case !target.Enabled:
+		return w.cancel(fmt.Errorf("subscription %s is disabled", job.Args.SubscriptionID))
+	case len(target.Secrets) == 0:
+		return w.retryLater(job, target, 0, fmt.Errorf("subscription %s has no active signing secret", job.Args.SubscriptionID))
+	}
+
+	body, err := encodeBody(target.Event)
+	if err != nil {
+		return w.cancel(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.URL, bytes.NewReader(body))
+	if err != nil {
+		return w.cancel(fmt.Errorf("subscription %s url: %w", target.SubscriptionID, err))
+	}
+	for name, value := range target.Headers {
+		req.Header.Set(name, value)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", w.config.UserAgent)
+	start := w.now()
+	signing.SetHeaders(req.Header, target.Event.ID, start, body, target.Secrets...)
+
+	attempt := outbox.Attempt{Attempt: job.Attempt, At: start}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		attempt.DurationMS = msSince(w.now, start)
+		attempt.ErrorClass = classifyError(ctx, err)
+		attempt.Error = err.Error()
+		w.record(ctx, job, attempt)
+		if attempt.ErrorClass == outbox.ErrorClassInterrupted {
+			// The daemon is stopping: River puts the job back without counting the attempt.
+			return err
+		}
+		return w.retryLater(job, target, 0, fmt.Errorf("POST %s: %s: %w", target.URL, attempt.ErrorClass, err))
+	}
+	excerpt, readErr := readExcerpt(resp.Body, w.config.ResponseReadLimit)
+	resp.Body.Close()
+	attempt.DurationMS = msSince(w.now, start)
+	attempt.StatusCode = resp.StatusCode
+	attempt.Response = excerpt
+	_ = readErr // the status line decides; a body cut short is still recorded
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		w.record(ctx, job, attempt)
+		w.metrics.DeliveriesFinished.WithLabelValues(string(outbox.DeliveryDelivered)).Inc()
+		return nil
+	}
+
+	attempt.ErrorClass = outbox.ErrorClassHTTPStatus
+	w.record(ctx, job, attempt)
+	statusErr := fmt.Errorf("POST %s: receiver answered %d %s", target.URL, resp.StatusCode, http.StatusText(resp.StatusCode))
+	if resp.StatusCode == http.StatusGone {
+		reason := "receiver answered 410 Gone"
+		disabled, err := w.store.SubscriptionDisable(ctx, target.SubscriptionID, reason)
+		if err != nil {
+			return w.retryLater(job, target, 0, fmt.Errorf("%w; disabling the subscription failed: %w", statusErr, err))
+		}
+		if disabled {
+			w.metrics.SubscriptionsDisabled.WithLabelValues("gone").Inc()
+			w.logger.WarnContext(ctx, "subscription disabled",
+				slog.String("subscription_id", target.SubscriptionID), slog.String("reason", reason))
+		}
+		return w.cancel(fmt.Errorf("%w; subscription %s disabled", statusErr, target.SubscriptionID))
+	}
+	return w.retryLater(job, target, parseRetryAfter(resp.Header.Get("Retry-After"), w.now()), statusErr)
+}
+
+// cancel ends a delivery that no attempt can complete.
+func (w *deliveryWorker) cancel(err error) error {
+	w.metrics.DeliveriesFinished.WithLabelValues(string(outbox.DeliveryCancelled)).Inc()
+	return river.JobCancel(err)
+}
+
+// retryLater schedules the next attempt by the subscription's schedule, or lets
+// River discard the job if this was the last one.
+func (w *deliveryWorker) retryLater(job *river.Job[DeliveryArgs], target *outbox.DeliveryTarget, retryAfter time.Duration, err error) error {
+	if job.Attempt >= job.MaxAttempts {
+		w.metrics.DeliveriesFinished.WithLabelValues(string(outbox.DeliveryDead)).Inc()
+		return err
+	}
+	schedule := target.RetrySchedule
+	if schedule == nil {
+		schedule = w.config.RetrySchedule
+	}
+	delay := retryDelay(schedule, job.Attempt, w.random(), retryAfter, w.config.RetryAfterMax)
+	w.nextRetry.Store(job.ID, w.now().Add(delay))
+	return err
+}
+
+// record appends the attempt to the job's metadata ("attempts"), which River
+// persists with the attempt's outcome, and counts it.
+func (w *deliveryWorker) record(ctx context.Context, job *river.Job[DeliveryArgs], attempt outbox.Attempt) {
+	outcome, class := "failure", attempt.ErrorClass
+	switch {
+	case attempt.StatusCode >= 200 && attempt.StatusCode < 300:
+		outcome, class = "success", "2xx"
+	case attempt.StatusCode > 0:
+		class = strconv.Itoa(attempt.StatusCode/100) + "xx"
+	}
+	w.metrics.Attempts.WithLabelValues(outcome, class).Inc()
+	w.metrics.AttemptDuration.WithLabelValues(outcome).Observe(attempt.DurationMS / 1000)
+
+	var previous struct {
+		Attempts []json.RawMessage `json:"attempts"`
+	}
+	if len(job.Metadata) > 0 {
+		_ = json.Unmarshal(job.Metadata, &previous) // a malformed history is replaced, not fatal
+	}
+	entry, err := json.Marshal(attempt)
+	if err != nil {
+		return
+	}
+	if err := river.MetadataSet(ctx, "attempts", append(previous.Attempts, entry)); err != nil {
+		w.logger.WarnContext(ctx, "record attempt", slog.Int64("job_id", job.ID), slog.String("error", err.Error()))
+	}
+}
+
+func msSince(now func() time.Time, start time.Time) float64 {
+	return float64(now().Sub(start).Microseconds()) / 1000
+}
+
+// readExcerpt reads at most limit bytes of body and returns the first
+// ResponseExcerptBytes of it as valid UTF-8.
+func readExcerpt(body io.Reader, limit int64) (string, error) {
+	data, err := io.ReadAll(io.LimitReader(body, limit))
+	if len(data) > outbox.ResponseExcerptBytes {
+		data = data[:outbox.ResponseExcerptBytes]
+	}
+	for len(data) > 0 && !utf8.Valid(data) {
+		data = data[:len(data)-1]
+	}
+	return string(data), err
+}
+
+// classifyError names why a request got no response.
+func classifyError(ctx context.Context, err error) string {
+	var (
+		blocked *netguard.BlockedError
+		dnsErr  *net.DNSError
+		certErr *tls.CertificateVerificationError
+		x509Err x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		recErr  tls.RecordHeaderError
+		netErr  net.Error
+	)
+	switch {
+	case errors.As(err, &blocked):
+		return outbox.ErrorClassBlocked
+	case errors.Is(ctx.Err(), context.Canceled):
+		return outbox.ErrorClassInterrupted
+	case errors.As(err, &dnsErr):
+		return outbox.ErrorClassDNS
+	case errors.As(err, &certErr), errors.As(err, &x509Err), errors.As(err, &hostErr), errors.As(err, &recErr):
+		return outbox.ErrorClassTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return outbox.ErrorClassTimeout
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return outbox.ErrorClassConnection
+	}
+	return outbox.ErrorClassRequest
+}

@@ -1,0 +1,73 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// FanoutTimeout bounds one fan-out job.
+const FanoutTimeout = time.Minute
+
+// fanoutWorker turns a claimed batch into deliveries: in one transaction it matches
+// the batch against subscriptions, inserts one delivery job per (event x matching
+// subscription), and completes its own job. Either all of that commits or none.
+type fanoutWorker struct {
+	river.WorkerDefaults[FanoutArgs]
+
+	pool          *pgxpool.Pool
+	store         *outbox.Store
+	retrySchedule outbox.RetrySchedule
+	metrics       *Metrics
+}
+
+func (w *fanoutWorker) Timeout(*river.Job[FanoutArgs]) time.Duration { return FanoutTimeout }
+
+func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
+	client, err := river.ClientFromContextSafely[pgx.Tx](ctx)
+	if err != nil {
+		return err
+	}
+	tx, err := w.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+
+	deliveries, err := w.store.EventFanoutTx(ctx, tx, job.Args.EventSeqs)
+	if err != nil {
+		return err
+	}
+	if len(deliveries) > 0 {
+		params := make([]river.InsertManyParams, len(deliveries))
+		for i, d := range deliveries {
+			schedule := d.RetrySchedule
+			if schedule == nil {
+				schedule = w.retrySchedule
+			}
+			params[i] = river.InsertManyParams{
+				Args:       DeliveryArgs{EventID: d.EventID, SubscriptionID: d.SubscriptionID},
+				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule)},
+			}
+		}
+		if _, err := client.InsertManyFastTx(ctx, tx, params); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+	}
+	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+		return fmt.Errorf("complete fan-out job: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit fan-out: %w", err)
+	}
+	w.metrics.EventsFannedOut.Add(float64(len(job.Args.EventSeqs)))
+	w.metrics.DeliveriesCreated.Add(float64(len(deliveries)))
+	return nil
+}

@@ -1,0 +1,247 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// Defaults for RelayConfig.
+const (
+	RelayBatchSizeDefault          = 500
+	RelayPollIntervalDefault       = 100 * time.Millisecond
+	RelayActivePollIntervalDefault = 10 * time.Millisecond
+)
+
+// RelayConfig tunes the relay. Zero values take the defaults.
+type RelayConfig struct {
+	// BatchSize is the most events one claim takes, and so the most events in one
+	// fan-out job. Defaults to 500.
+	BatchSize int
+
+	// PollInterval is how long an idle relay waits before looking again, unless
+	// woken sooner by a notification on outbox.WakeChannel. Defaults to 100 ms.
+	PollInterval time.Duration
+
+	// ActivePollInterval is the wait after a claim that found events but did not
+	// fill a batch: events are flowing, so look again soon. After a full batch the
+	// relay claims again at once. Defaults to 10 ms.
+	ActivePollInterval time.Duration
+}
+
+// Relay moves committed events from outbox.events into River: it claims a batch
+// with FOR UPDATE SKIP LOCKED and, in the same transaction, marks it dispatched and
+// inserts one fan-out job for it. Several relays (one per daemon) share the work.
+//
+// It wakes on its poll interval, on a notification (outbox.wake()), on Wake, and
+// again at once after a full batch.
+type Relay struct {
+	config  RelayConfig
+	logger  *slog.Logger
+	pool    *pgxpool.Pool
+	store   *outbox.Store
+	client  *river.Client[pgx.Tx]
+	metrics *Metrics
+
+	wake    chan struct{}
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	stopped chan struct{}
+	// lastLoop is when the loop last finished a claim (or found nothing), for readiness.
+	lastLoop time.Time
+
+	testSignals relayTestSignals
+}
+
+type relayTestSignals struct {
+	claimed   testSignal[int] // after each claim transaction commits, with the number claimed
+	listening testSignal[struct{}]
+}
+
+func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store *outbox.Store, client *river.Client[pgx.Tx], metrics *Metrics) *Relay {
+	config.BatchSize = cmp.Or(config.BatchSize, RelayBatchSizeDefault)
+	config.PollInterval = cmp.Or(config.PollInterval, RelayPollIntervalDefault)
+	config.ActivePollInterval = cmp.Or(config.ActivePollInterval, RelayActivePollIntervalDefault)
+	return &Relay{
+		config:  config,
+		logger:  logger.With(slog.String("component", "relay")),
+		pool:    pool,
+		store:   store,
+		client:  client,
+		metrics: metrics,
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// Wake makes the relay look for events now.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the relay in the background until Stop.
+func (r *Relay) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		return errors.New("relay already started")
+	}
+	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r.stopped = make(chan struct{})
+	r.lastLoop = time.Now()
+	go r.listen(ctx)
+	go r.loop(ctx)
+	return nil
+}
+
+// Stop stops claiming and waits for a claim in progress to commit or roll back.
+// It is safe to call before Start and more than once.
+func (r *Relay) Stop() {
+	r.mu.Lock()
+	cancel, stopped := r.cancel, r.stopped
+	r.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-stopped
+}
+
+// Healthy reports whether the loop has run recently.
+func (r *Relay) Healthy() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel == nil {
+		return errors.New("relay not running")
+	}
+	if since := time.Since(r.lastLoop); since > r.config.PollInterval+30*time.Second {
+		return fmt.Errorf("relay has not completed a claim for %s", since.Round(time.Second))
+	}
+	return nil
+}
+
+func (r *Relay) loop(ctx context.Context) {
+	defer close(r.stopped)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+
+	failures := 0
+	for {
+		claimed, err := r.claim(ctx)
+		var wait time.Duration
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			failures++
+			wait = min(time.Duration(failures)*time.Second, 10*time.Second)
+			r.logger.ErrorContext(ctx, "claim events", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+		case claimed >= r.config.BatchSize:
+			failures = 0
+			continue
+		case claimed > 0:
+			failures = 0
+			wait = r.config.ActivePollInterval
+		default:
+			failures = 0
+			wait = r.config.PollInterval
+		}
+		r.mu.Lock()
+		r.lastLoop = time.Now()
+		r.mu.Unlock()
+
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+// claim runs one claim transaction and returns how many events it dispatched.
+func (r *Relay) claim(ctx context.Context) (int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+
+	seqs, err := r.store.EventClaimBatchTx(ctx, tx, r.config.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	if len(seqs) > 0 {
+		if _, err := r.client.InsertTx(ctx, tx, FanoutArgs{EventSeqs: seqs}, nil); err != nil {
+			return 0, fmt.Errorf("insert fan-out job: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit claim: %w", err)
+	}
+	if len(seqs) > 0 {
+		r.metrics.RelayBatches.Inc()
+		r.metrics.EventsDispatched.Add(float64(len(seqs)))
+	}
+	r.testSignals.claimed.signal(len(seqs))
+	return len(seqs), nil
+}
+
+// listen holds a connection LISTENing on the wake channel and wakes the loop on
+// each notification, reconnecting after failures. Without it the relay still
+// polls, so a broken listener costs latency, never events.
+func (r *Relay) listen(ctx context.Context) {
+	channel := pgx.Identifier{outbox.WakeChannel(r.store.Schema())}.Sanitize()
+	failures := 0
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx, channel)
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
+		r.logger.WarnContext(ctx, "wake listener lost; polling meanwhile", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context, channel string) error {
+	pooled, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	// Taken out of the pool for good: its session (LISTEN) must not be shared.
+	conn := pooled.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck // closing anyway
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	r.testSignals.listening.signal(struct{}{})
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		r.Wake()
+	}
+}
