@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+func newDeliveriesCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "deliveries",
+		Aliases: []string{"delivery"},
+		Short:   "Inspect deliveries: one per event and matching subscription",
+	}
+	cmd.AddCommand(newDeliveriesListCommand(a))
+	return cmd
+}
+
+func newDeliveriesListCommand(a *app) *cobra.Command {
+	var (
+		params outbox.DeliveryListParams
+		state  string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--event ID] [--subscription ID] [--state STATE]",
+		Short: "List deliveries, newest first",
+		Long: `List deliveries, newest first. States: pending, delivering, retrying,
+delivered, dead (every attempt failed) and cancelled.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if state != "" {
+				s, err := outbox.ParseDeliveryState(state)
+				if err != nil {
+					return fmt.Errorf("--state: %w", err)
+				}
+				params.State = s
+			}
+			store, pool, err := a.openStore(cmd.Context(), nil)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			deliveries, err := store.DeliveryList(cmd.Context(), &params)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(deliveries)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tEVENT\tSUBSCRIPTION\tSTATE\tATTEMPTS\tLAST STATUS\tWHEN\tLAST ERROR")
+			for _, d := range deliveries {
+				status := "-"
+				if d.LastStatusCode != nil {
+					status = strconv.Itoa(*d.LastStatusCode)
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", d.ID, d.EventID, d.SubscriptionID, d.State,
+					d.Attempt, d.MaxAttempts, status, deliveryWhen(d), truncate(d.LastError, 60))
+			}
+			return w.Flush()
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&params.EventID, "event", "", "only this event's deliveries (evt_…)")
+	flags.StringVar(&params.SubscriptionID, "subscription", "", "only this subscription's deliveries (sub_…)")
+	flags.StringVar(&state, "state", "", "only deliveries in this state")
+	flags.IntVar(&params.Limit, "limit", 100, "at most this many (up to 1000)")
+	flags.Int64Var(&params.Before, "before", 0, "continue below this delivery id")
+	flags.BoolVar(&asJSON, "json", false, "print JSON, with every attempt")
+	return cmd
+}
+
+// deliveryWhen says when a delivery was delivered or will next be tried.
+func deliveryWhen(d *outbox.Delivery) string {
+	switch {
+	case d.DeliveredAt != nil:
+		return "delivered " + d.DeliveredAt.Local().Format(time.DateTime)
+	case d.NextAttemptAt != nil:
+		return "next " + d.NextAttemptAt.Local().Format(time.DateTime)
+	case d.FinalizedAt != nil:
+		return "ended " + d.FinalizedAt.Local().Format(time.DateTime)
+	}
+	return "-"
+}
+
+func truncate(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}

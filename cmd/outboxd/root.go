@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/netguard"
+	"github.com/outboxd/outboxd/outbox/secretbox"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; otherwise it
+// comes from the module's build information.
+var version = ""
+
+func outboxdVersion() string {
+	if version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
+}
+
+// app holds what every command shares: the process's environment and streams, and
+// the global flags. The environment is read only here, in cmd.
+type app struct {
+	lookupEnv func(string) (string, bool)
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+
+	databaseURL string
+	schema      string
+	logLevel    string
+	logFormat   string
+
+	// envFlags maps flags to the environment variable that supplies them when the
+	// flag is not given.
+	envFlags []envFlag
+}
+
+type envFlag struct {
+	flags *pflag.FlagSet
+	name  string
+	env   string
+}
+
+// bindEnv makes env the fallback of flag name and says so in its help.
+func (a *app) bindEnv(flags *pflag.FlagSet, name, env string) {
+	f := flags.Lookup(name)
+	f.Usage += fmt.Sprintf(" (env %s)", env)
+	a.envFlags = append(a.envFlags, envFlag{flags: flags, name: name, env: env})
+}
+
+func (a *app) applyEnv() error {
+	for _, ef := range a.envFlags {
+		f := ef.flags.Lookup(ef.name)
+		if f.Changed {
+			continue
+		}
+		if value, ok := a.lookupEnv(ef.env); ok && value != "" {
+			if err := f.Value.Set(value); err != nil {
+				return fmt.Errorf("%s: %w", ef.env, err)
+			}
+		}
+	}
+	return nil
+}
+
+func newRootCommand(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "outboxd",
+		Short: "Transactional outbox daemon: committed Postgres rows become signed, retried webhooks",
+		Long: `outboxd turns events your services INSERT into outbox.events, in the same
+transaction as their own change, into signed (Standard Webhooks), retried HTTP
+deliveries. Postgres is the only source of truth; River runs the jobs.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return a.applyEnv()
+		},
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+
+	flags := root.PersistentFlags()
+	flags.StringVar(&a.databaseURL, "database-url", "", "Postgres connection URL")
+	flags.StringVar(&a.schema, "schema", outbox.DefaultSchema, "Postgres schema holding outboxd's and River's tables")
+	flags.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	flags.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
+	a.bindEnv(flags, "database-url", "DATABASE_URL")
+	a.bindEnv(flags, "schema", "OUTBOXD_SCHEMA")
+	a.bindEnv(flags, "log-level", "OUTBOXD_LOG_LEVEL")
+	a.bindEnv(flags, "log-format", "OUTBOXD_LOG_FORMAT")
+
+	root.AddCommand(
+		newMigrateCommand(a),
+		newRunCommand(a),
+		newPublishCommand(a),
+		newSubscriptionsCommand(a),
+		newDeliveriesCommand(a),
+		newListenCommand(a),
+		newVersionCommand(a),
+	)
+	return root
+}
+
+// execute runs the command line and returns the process's exit code.
+func execute(ctx context.Context, a *app, args []string) int {
+	root := newRootCommand(a)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(a.stderr, "outboxd: %s\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (a *app) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch a.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(a.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(a.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", a.logFormat)
+}
+
+// poolMaxConnsDefault sizes the pool when the URL does not (pool_max_conns).
+const poolMaxConnsDefault = 20
+
+// connect opens a pool and checks the database answers. Errors never include the
+// URL's password.
+func (a *app) connect(ctx context.Context) (*pgxpool.Pool, error) {
+	if a.databaseURL == "" {
+		return nil, errors.New("no database: pass --database-url or set DATABASE_URL")
+	}
+	if err := outbox.ValidateSchemaName(a.schema); err != nil {
+		return nil, err
+	}
+	config, err := pgxpool.ParseConfig(a.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if !strings.Contains(a.databaseURL, "pool_max_conns") {
+		config.MaxConns = poolMaxConnsDefault
+	}
+	config.ConnConfig.RuntimeParams["application_name"] = "outboxd"
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to Postgres at %s:%d (database %q): %w",
+			config.ConnConfig.Host, config.ConnConfig.Port, config.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
+
+// keyring reads OUTBOXD_ENCRYPTION_KEY (and OUTBOXD_ENCRYPTION_KEYS_OLD, a
+// comma-separated list of keys that are still read). It returns nil, nil when no
+// key is set; what needs one reports outbox.ErrNoEncryptionKey.
+func (a *app) keyring() (*secretbox.Keyring, error) {
+	current, ok := a.lookupEnv("OUTBOXD_ENCRYPTION_KEY")
+	if !ok || current == "" {
+		return nil, nil
+	}
+	key, err := secretbox.ParseKey(current)
+	if err != nil {
+		return nil, fmt.Errorf("OUTBOXD_ENCRYPTION_KEY: %w", err)
+	}
+	var older []*secretbox.Key
+	if list, ok := a.lookupEnv("OUTBOXD_ENCRYPTION_KEYS_OLD"); ok {
+		for encoded := range strings.SplitSeq(list, ",") {
+			if strings.TrimSpace(encoded) == "" {
+				continue
+			}
+			old, err := secretbox.ParseKey(encoded)
+			if err != nil {
+				return nil, fmt.Errorf("OUTBOXD_ENCRYPTION_KEYS_OLD: %w", err)
+			}
+			older = append(older, old)
+		}
+	}
+	return secretbox.NewKeyring(key, older...), nil
+}
+
+// guard builds the SSRF guard from --allow-private-targets.
+func guard(allowPrivateTargets string) (*netguard.Guard, error) {
+	allow, err := netguard.ParsePrefixes(allowPrivateTargets)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-private-targets: %w", err)
+	}
+	return &netguard.Guard{Allow: allow}, nil
+}
+
+// storeOpts configure openStore.
+type storeOpts struct {
+	allowPrivateTargets string
+}
+
+// openStore connects and returns a store with the keyring and guard configured.
+func (a *app) openStore(ctx context.Context, opts *storeOpts) (*outbox.Store, *pgxpool.Pool, error) {
+	if opts == nil {
+		opts = &storeOpts{}
+	}
+	keyring, err := a.keyring()
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := guard(opts.allowPrivateTargets)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := a.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := outbox.NewStore(pool, &outbox.StoreConfig{Schema: a.schema, Keyring: keyring, Guard: g})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return store, pool, nil
+}
+
+func newVersionCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print outboxd's version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			info, _ := debug.ReadBuildInfo()
+			goVersion := "unknown"
+			if info != nil {
+				goVersion = info.GoVersion
+			}
+			fmt.Fprintf(a.stdout, "outboxd %s (%s)\n", outboxdVersion(), goVersion)
+			return nil
+		},
+	}
+}
+
+// osApp is the app for the real process.
+func osApp() *app {
+	return &app{lookupEnv: os.LookupEnv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+}

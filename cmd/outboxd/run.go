@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/outboxd/outboxd/jobs"
+	"github.com/outboxd/outboxd/migrations"
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/httpapi"
+)
+
+type runFlags struct {
+	httpAddr            string
+	allowPrivateTargets string
+	migrate             bool
+
+	deliveryWorkers int
+	fanoutWorkers   int
+	pollInterval    time.Duration
+	batchSize       int
+	fetchCooldown   time.Duration
+	fetchPoll       time.Duration
+
+	requestTimeout time.Duration
+	connectTimeout time.Duration
+	retrySchedule  string
+	retryAfterMax  time.Duration
+
+	rescueAfter        time.Duration
+	completedRetention time.Duration
+	deadRetention      time.Duration
+	shutdownTimeout    time.Duration
+}
+
+func newRunCommand(a *app) *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon: relay, fan-out and delivery workers, health and metrics",
+		Long: `Run the daemon: the relay that claims committed events, River's fan-out and
+delivery workers, and an HTTP server with /healthz, /readyz and /metrics.
+
+Run as many as you like against one database; they share the work. SIGINT or
+SIGTERM stops claiming, lets in-flight deliveries finish for --shutdown-timeout,
+then hands the rest back to the queue; nothing is lost. A second signal exits at
+once (still nothing is lost: unfinished work is retried by another daemon or the
+next start).
+
+Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), a, f)
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address for /healthz, /readyz and /metrics")
+	flags.StringVar(&f.allowPrivateTargets, "allow-private-targets", "", "CIDR prefixes that webhooks may reach although private, loopback or link-local, e.g. 127.0.0.0/8 (default none)")
+	flags.BoolVar(&f.migrate, "migrate", false, "apply pending migrations before starting")
+	flags.IntVar(&f.deliveryWorkers, "delivery-workers", jobs.DeliveryWorkersDefault, "deliveries in flight at once")
+	flags.IntVar(&f.fanoutWorkers, "fanout-workers", jobs.FanoutWorkersDefault, "fan-out jobs at once")
+	flags.DurationVar(&f.pollInterval, "poll-interval", jobs.RelayPollIntervalDefault, "how often an idle relay looks for new events (outbox.wake() wakes it sooner)")
+	flags.IntVar(&f.batchSize, "batch-size", jobs.RelayBatchSizeDefault, "most events the relay claims at once")
+	flags.DurationVar(&f.fetchCooldown, "fetch-cooldown", jobs.FetchCooldownDefault, "shortest pause between River fetches of a queue")
+	flags.DurationVar(&f.fetchPoll, "fetch-poll-interval", jobs.FetchPollIntervalDefault, "how often an idle River queue polls")
+	flags.DurationVar(&f.requestTimeout, "request-timeout", jobs.RequestTimeoutDefault, "limit on one delivery attempt, from connect to the end of the response")
+	flags.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "limit on connecting to a receiver")
+	flags.StringVar(&f.retrySchedule, "retry-schedule", jobs.DefaultRetrySchedule.String(), "default waits between attempts, for subscriptions without their own")
+	flags.DurationVar(&f.retryAfterMax, "retry-after-max", jobs.RetryAfterMaxDefault, "longest a receiver's Retry-After may delay the next attempt")
+	flags.DurationVar(&f.rescueAfter, "rescue-stuck-after", 0, "retry jobs still running after this long, presuming their daemon died; must exceed --request-timeout + 10s (default: that + 1m)")
+	flags.DurationVar(&f.completedRetention, "completed-retention", jobs.CompletedRetentionDefault, "keep delivered deliveries this long")
+	flags.DurationVar(&f.deadRetention, "dead-retention", jobs.DeadRetentionDefault, "keep dead and cancelled deliveries this long")
+	flags.DurationVar(&f.shutdownTimeout, "shutdown-timeout", jobs.ShutdownTimeoutDefault, "on SIGTERM, how long in-flight deliveries may finish before they are handed back")
+	a.bindEnv(flags, "http-addr", "OUTBOXD_HTTP_ADDR")
+	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")
+	a.bindEnv(flags, "delivery-workers", "OUTBOXD_DELIVERY_WORKERS")
+	return cmd
+}
+
+func runDaemon(ctx context.Context, a *app, f *runFlags) error {
+	logger, err := a.logger()
+	if err != nil {
+		return err
+	}
+	schedule, err := outbox.ParseRetrySchedule(f.retrySchedule)
+	if err != nil {
+		return fmt.Errorf("--retry-schedule: %w", err)
+	}
+	keyring, err := a.keyring()
+	if err != nil {
+		return err
+	}
+	if keyring == nil {
+		return fmt.Errorf("cannot sign deliveries: %w", outbox.ErrNoEncryptionKey)
+	}
+	store, pool, err := a.openStore(ctx, &storeOpts{allowPrivateTargets: f.allowPrivateTargets})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	g, err := guard(f.allowPrivateTargets)
+	if err != nil {
+		return err
+	}
+
+	migrator, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if f.migrate {
+		if _, err := migrator.Up(ctx); err != nil {
+			return err
+		}
+	}
+	versions, err := migrator.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if !versions.UpToDate() {
+		return fmt.Errorf("schema %s is at River %d/%d, outboxd %d/%d: run `outboxd migrate up` (or pass --migrate)",
+			a.schema, versions.RiverCurrent, versions.RiverLatest, versions.OutboxdCurrent, versions.OutboxdLatest)
+	}
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(jobs.NewBacklogCollector(store))
+	daemon, err := jobs.NewDaemon(pool, &jobs.Config{
+		Store:   store,
+		Logger:  logger,
+		Metrics: jobs.NewMetrics(registry),
+		Guard:   g,
+		Relay: jobs.RelayConfig{
+			BatchSize:    f.batchSize,
+			PollInterval: f.pollInterval,
+		},
+		Delivery: jobs.DeliveryConfig{
+			RetrySchedule:  schedule,
+			RequestTimeout: f.requestTimeout,
+			ConnectTimeout: f.connectTimeout,
+			RetryAfterMax:  f.retryAfterMax,
+			UserAgent:      "outboxd/" + outboxdVersion(),
+		},
+		FanoutWorkers:        f.fanoutWorkers,
+		DeliveryWorkers:      f.deliveryWorkers,
+		FetchCooldown:        f.fetchCooldown,
+		FetchPollInterval:    f.fetchPoll,
+		RescueStuckJobsAfter: f.rescueAfter,
+		CompletedRetention:   f.completedRetention,
+		DeadRetention:        f.deadRetention,
+	})
+	if err != nil {
+		return err
+	}
+
+	listener, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	server := &http.Server{
+		Handler: httpapi.NewHandler(&httpapi.Config{
+			Logger:  logger,
+			Ready:   daemon.Ready,
+			Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(listener) }()
+
+	if err := daemon.Start(ctx); err != nil {
+		_ = server.Close()
+		return err
+	}
+	logger.InfoContext(ctx, "outboxd running", slog.String("version", outboxdVersion()), slog.String("http_addr", listener.Addr().String()))
+
+	select {
+	case <-ctx.Done():
+		logger.InfoContext(ctx, "stopping: finishing in-flight deliveries", slog.Duration("timeout", f.shutdownTimeout),
+			slog.String("cause", context.Cause(ctx).Error()))
+	case err := <-serveErr:
+		logger.ErrorContext(ctx, "http server failed; stopping", slog.String("error", err.Error()))
+	}
+
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
+	defer cancel()
+	stopErr := daemon.Stop(stopCtx)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancelShutdown()
+	if err := server.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.WarnContext(ctx, "http server shutdown", slog.String("error", err.Error()))
+	}
+	if stopErr != nil {
+		return stopErr
+	}
+	logger.InfoContext(ctx, "outboxd stopped")
+	return nil
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/signing"
+)
+
+func newSubscriptionsCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "subscriptions",
+		Aliases: []string{"subscription", "subs"},
+		Short:   "Create, list and delete webhook subscriptions",
+	}
+	cmd.AddCommand(newSubscriptionsCreateCommand(a), newSubscriptionsListCommand(a), newSubscriptionsDeleteCommand(a))
+	return cmd
+}
+
+func newSubscriptionsCreateCommand(a *app) *cobra.Command {
+	var (
+		params        outbox.SubscriptionCreateParams
+		events        string
+		secret        string
+		headers       []string
+		retrySchedule string
+		allowPrivate  string
+		asJSON        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create --url URL [--events TYPES] [--agent ID] [--org ID]",
+		Short: "Create a subscription; prints its signing secret, which is shown only now",
+		Example: `  outboxd subscriptions create --url https://example.com/webhooks --events 'agent.step.*,agent.run.completed' --agent agent-1
+  outboxd subscriptions create --url https://example.com/all --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			for e := range strings.SplitSeq(events, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					params.EventTypes = append(params.EventTypes, e)
+				}
+			}
+			if secret != "" {
+				parsed, err := signing.ParseSecret(secret)
+				if err != nil {
+					return fmt.Errorf("--secret: %w", err)
+				}
+				params.Secret = parsed
+			}
+			for _, h := range headers {
+				name, value, ok := strings.Cut(h, "=")
+				if !ok {
+					return fmt.Errorf("--header %q: use NAME=VALUE", h)
+				}
+				if params.Headers == nil {
+					params.Headers = map[string]string{}
+				}
+				params.Headers[strings.TrimSpace(name)] = value
+			}
+			if retrySchedule != "" {
+				schedule, err := outbox.ParseRetrySchedule(retrySchedule)
+				if err != nil {
+					return fmt.Errorf("--retry-schedule: %w", err)
+				}
+				params.RetrySchedule = schedule
+			}
+
+			store, pool, err := a.openStore(ctx, &storeOpts{allowPrivateTargets: allowPrivate})
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			result, err := store.SubscriptionCreate(ctx, &params)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(result)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintf(w, "Created subscription %s\n", result.ID)
+			fmt.Fprintf(w, "  url:\t%s\n", result.URL)
+			fmt.Fprintf(w, "  events:\t%s\n", strings.Join(result.EventTypes, ","))
+			if result.AgentID != "" {
+				fmt.Fprintf(w, "  agent:\t%s\n", result.AgentID)
+			}
+			if result.OrganizationID != "" {
+				fmt.Fprintf(w, "  organization:\t%s\n", result.OrganizationID)
+			}
+			if result.RetrySchedule != nil {
+				fmt.Fprintf(w, "  retry schedule:\t%s\n", result.RetrySchedule)
+			}
+			fmt.Fprintf(w, "  secret:\t%s\n", result.Secret)
+			fmt.Fprintln(w, "\nThe secret is shown only now. Receivers use it to verify the webhook-signature header.")
+			return w.Flush()
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&params.URL, "url", "", "receiver URL, http or https (required)")
+	flags.StringVar(&events, "events", "*", "comma-separated event types, prefixes like agent.step.*, or *")
+	flags.StringVar(&params.AgentID, "agent", "", "only this agent's events")
+	flags.StringVar(&params.OrganizationID, "org", "", "only this organization's events")
+	flags.StringVar(&params.Description, "description", "", "a note for people")
+	flags.StringVar(&secret, "secret", "", "signing secret (whsec_…); default: generate one")
+	flags.StringArrayVar(&headers, "header", nil, "extra request header NAME=VALUE (repeatable)")
+	flags.StringVar(&retrySchedule, "retry-schedule", "", "waits between attempts for this subscription, e.g. 1s,5s,5m (default: the daemon's)")
+	flags.StringVar(&allowPrivate, "allow-private-targets", "", "CIDR prefixes the URL may point at although private or loopback, e.g. 127.0.0.0/8")
+	flags.BoolVar(&asJSON, "json", false, "print the subscription (with its secret) as JSON")
+	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")
+	_ = cmd.MarkFlagRequired("url")
+	return cmd
+}
+
+func newSubscriptionsListCommand(a *app) *cobra.Command {
+	var (
+		params outbox.SubscriptionListParams
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List subscriptions (secrets are never shown)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			store, pool, err := a.openStore(cmd.Context(), nil)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			subs, err := store.SubscriptionList(cmd.Context(), &params)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(subs)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tURL\tEVENTS\tAGENT\tORGANIZATION\tENABLED")
+			for _, s := range subs {
+				enabled := "yes"
+				if !s.Enabled {
+					enabled = "no: " + s.DisabledReason
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.URL, strings.Join(s.EventTypes, ","), dash(s.AgentID), dash(s.OrganizationID), enabled)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&params.AgentID, "agent", "", "only subscriptions scoped to this agent")
+	cmd.Flags().StringVar(&params.OrganizationID, "org", "", "only subscriptions scoped to this organization")
+	cmd.Flags().IntVar(&params.Limit, "limit", 100, "at most this many (up to 1000)")
+	cmd.Flags().StringVar(&params.After, "after", "", "continue after this subscription id")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newSubscriptionsDeleteCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete ID...",
+		Short: "Delete subscriptions and their secrets; their pending deliveries are cancelled",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			store, pool, err := a.openStore(cmd.Context(), nil)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			for _, id := range ids {
+				err := store.SubscriptionDelete(cmd.Context(), id)
+				if errors.Is(err, outbox.ErrNotFound) {
+					return fmt.Errorf("subscription %s not found", id)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "Deleted subscription %s\n", id)
+			}
+			return nil
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
