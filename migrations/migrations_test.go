@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +48,23 @@ func schemaExists(ctx context.Context, t *testing.T, schema string) bool {
 }
 
 // upTo returns 1..n, the versions a fresh Up applies.
+// outboxdLatest is the newest outboxd migration in this directory; versions are
+// numbered 1, 2, … without gaps.
+func outboxdLatest(t *testing.T) int {
+	t.Helper()
+	ups, err := filepath.Glob("*.up.sql")
+	require.NoError(t, err)
+	require.NotEmpty(t, ups)
+	return len(ups)
+}
+
+// downFrom lists versions n, n-1, …, 1: the order Down removes them in.
+func downFrom(n int) []int {
+	versions := upTo(n)
+	slices.Reverse(versions)
+	return versions
+}
+
 func upTo(n int) []int {
 	versions := make([]int, n)
 	for i := range versions {
@@ -107,7 +126,7 @@ func TestUp(t *testing.T) {
 		require.Positive(t, res.RiverLatest)
 		require.Equal(t, upTo(res.RiverLatest), res.River, "every River version, in order")
 		require.Equal(t, upTo(res.OutboxdLatest), res.Outboxd)
-		require.Equal(t, []int{1}, res.Outboxd)
+		require.Equal(t, outboxdLatest(t), res.OutboxdLatest)
 		require.Equal(t, res.RiverLatest, res.RiverCurrent)
 		require.Equal(t, res.OutboxdLatest, res.OutboxdCurrent)
 		require.False(t, res.OutboxdDirty)
@@ -177,7 +196,7 @@ func TestUp(t *testing.T) {
 
 		// One of them applied everything, the other nothing.
 		applied := len(results[0].Outboxd) + len(results[1].Outboxd)
-		require.Equal(t, 1, applied)
+		require.Equal(t, outboxdLatest(t), applied)
 		require.Equal(t, results[0].RiverLatest, len(results[0].River)+len(results[1].River))
 		for _, res := range results {
 			require.True(t, res.UpToDate())
@@ -201,7 +220,7 @@ func TestUp(t *testing.T) {
 
 		res, err = m.Down(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, []int{1}, res.Outboxd)
+		require.Equal(t, []int{outboxdLatest(t)}, res.Outboxd)
 	})
 
 	t.Run("MigratorsFillingTheirPool", func(t *testing.T) {
@@ -244,7 +263,7 @@ func TestStatus(t *testing.T) {
 		require.Zero(t, status.OutboxdCurrent)
 		require.False(t, status.OutboxdDirty)
 		require.Positive(t, status.RiverLatest)
-		require.Equal(t, 1, status.OutboxdLatest)
+		require.Equal(t, outboxdLatest(t), status.OutboxdLatest)
 		require.False(t, status.UpToDate())
 		require.False(t, schemaExists(ctx, t, schema), "Status changes nothing")
 	})
@@ -276,7 +295,7 @@ func TestStatus(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, status.UpToDate())
 		require.Equal(t, status.RiverLatest, status.RiverCurrent)
-		require.Equal(t, 1, status.OutboxdCurrent)
+		require.Equal(t, outboxdLatest(t), status.OutboxdCurrent)
 	})
 }
 
@@ -335,7 +354,28 @@ func TestDown(t *testing.T) {
 		require.Equal(t, b.up.OutboxdLatest-1, res.OutboxdCurrent)
 		require.Equal(t, b.up.RiverLatest, res.RiverCurrent)
 		require.False(t, res.UpToDate())
+		require.True(t, exists(b.ctx, t, b.schema+".events"), "older migrations stay")
+		require.True(t, exists(b.ctx, t, b.schema+".river_job"))
 
+		status, err := b.migrator.Status(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, res.Versions, *status)
+
+		res, err = b.migrator.Up(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, []int{b.up.OutboxdLatest}, res.Outboxd)
+		require.Empty(t, res.River)
+		require.True(t, res.UpToDate())
+	})
+
+	t.Run("EveryStepThenUp", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		require.NoError(t, err)
+		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
+		require.Empty(t, res.River, "River is left alone")
 		for _, table := range []string{"events", "subscriptions", "subscription_secrets", "settings", "deliveries"} {
 			require.False(t, exists(b.ctx, t, b.schema+"."+table), table)
 		}
@@ -351,7 +391,7 @@ func TestDown(t *testing.T) {
 
 		res, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
-		require.Equal(t, []int{b.up.OutboxdLatest}, res.Outboxd)
+		require.Equal(t, upTo(b.up.OutboxdLatest), res.Outboxd)
 		require.Empty(t, res.River)
 		require.True(t, res.UpToDate())
 		require.True(t, exists(b.ctx, t, b.schema+".events"))
@@ -361,9 +401,9 @@ func TestDown(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: 1})
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
 		require.NoError(t, err)
-		require.Equal(t, []int{1}, res.Outboxd)
+		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
 		require.Zero(t, res.OutboxdCurrent)
 
 		// Nothing left to roll back: an error, and nothing changes.
@@ -381,7 +421,7 @@ func TestDown(t *testing.T) {
 		b := setup(t)
 		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{All: true})
 		require.NoError(t, err)
-		require.Equal(t, []int{1}, res.Outboxd)
+		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
 		require.ElementsMatch(t, upTo(b.up.RiverLatest), res.River, "every River version is removed")
 		require.Zero(t, res.RiverCurrent)
 		require.Zero(t, res.OutboxdCurrent)
@@ -400,7 +440,7 @@ func TestDown(t *testing.T) {
 		res, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
 		require.Equal(t, upTo(b.up.RiverLatest), res.River)
-		require.Equal(t, []int{1}, res.Outboxd)
+		require.Equal(t, upTo(b.up.OutboxdLatest), res.Outboxd)
 		require.True(t, res.UpToDate())
 	})
 
@@ -413,7 +453,7 @@ func TestDown(t *testing.T) {
 		event, err := store.Publish(b.ctx, &outbox.PublishParams{Type: "agent.step.completed"})
 		require.NoError(t, err)
 
-		_, err = b.migrator.Down(b.ctx, nil)
+		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
 		require.NoError(t, err)
 		_, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)

@@ -117,6 +117,14 @@ type DeliveryListParams struct {
 	SubscriptionID string
 	State          DeliveryState
 
+	// OrganizationID keeps deliveries to that organization's subscriptions.
+	OrganizationID string
+	// AgentID and EventType filter by the delivered event.
+	AgentID   string
+	EventType string
+	// Since and Until bound the delivery's creation time: [Since, Until).
+	Since, Until *time.Time
+
 	// Before continues a listing below this delivery id (lists are newest first).
 	Before int64
 
@@ -137,6 +145,11 @@ func (s *Store) DeliveryList(ctx context.Context, params *DeliveryListParams) ([
 		EventID:        nullable(params.EventID),
 		SubscriptionID: nullable(params.SubscriptionID),
 		State:          nullable(string(params.State)),
+		OrganizationID: nullable(params.OrganizationID),
+		AgentID:        nullable(params.AgentID),
+		EventType:      nullable(params.EventType),
+		Since:          params.Since,
+		Until:          params.Until,
 		BeforeID:       before,
 		Max:            int32(listLimit(params.Limit)), //nolint:gosec // bounded by listLimit
 	})
@@ -145,7 +158,7 @@ func (s *Store) DeliveryList(ctx context.Context, params *DeliveryListParams) ([
 	}
 	deliveries := make([]*Delivery, 0, len(rows))
 	for _, row := range rows {
-		d, err := deliveryFromRow(row)
+		d, err := deliveryFromRow(&row.OutboxDelivery)
 		if err != nil {
 			return nil, err
 		}

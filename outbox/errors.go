@@ -14,6 +14,10 @@ import (
 // ErrNotFound is returned when an event, subscription or delivery does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrConflict is returned when an operation cannot run in the current state of
+// its target (for example retrying a delivery while it is being attempted).
+var ErrConflict = errors.New("conflict")
+
 // ErrNoEncryptionKey is returned when a secret must be stored or read but no
 // encryption key is configured. Its message says how to make one.
 var ErrNoEncryptionKey = secretbox.ErrNoKey

@@ -34,6 +34,10 @@ type Subscription struct {
 	// RetrySchedule is the subscription's own schedule; nil uses the daemon's default.
 	RetrySchedule RetrySchedule `json:"retry_schedule,omitempty"`
 
+	// AgentWebhook marks the agent's webhook configuration (/v1/agents/{id}/webhook):
+	// at most one per agent.
+	AgentWebhook bool `json:"agent_webhook,omitempty"`
+
 	DisabledReason string     `json:"disabled_reason,omitempty"`
 	DisabledAt     *time.Time `json:"disabled_at,omitempty"`
 	CreatedAt      time.Time  `json:"created_at"`
@@ -55,6 +59,7 @@ func subscriptionFromRow(row *dbsqlc.OutboxSubscription) (*Subscription, error) 
 		Description:    row.Description,
 		Headers:        headers,
 		RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
+		AgentWebhook:   row.AgentWebhook,
 		DisabledReason: deref(row.DisabledReason),
 		DisabledAt:     row.DisabledAt,
 		CreatedAt:      row.CreatedAt,
@@ -257,6 +262,10 @@ type SubscriptionCreateParams struct {
 
 	// Secret signs deliveries. Nil generates one.
 	Secret signing.Secret
+
+	// AgentWebhook makes this the agent's webhook configuration; AgentID is then
+	// required and the agent may have no other.
+	AgentWebhook bool
 }
 
 // SubscriptionCreateResult is a new subscription and its signing secret. The secret
@@ -276,11 +285,20 @@ func (r *SubscriptionCreateResult) MarshalJSON() ([]byte, error) {
 }
 
 func (s *Store) validateSubscription(ctx context.Context, params *SubscriptionCreateParams) error {
+	return s.validateSubscriptionFields(ctx, params, true)
+}
+
+// validateSubscriptionFields checks a subscription; checkURL false skips the SSRF
+// check of a URL that is not changing (it was checked when set, perhaps with an
+// allow-list this process does not have).
+func (s *Store) validateSubscriptionFields(ctx context.Context, params *SubscriptionCreateParams, checkURL bool) error {
 	if params.URL == "" {
 		return invalid("url", "required")
 	}
-	if _, err := s.guard.ValidateURL(ctx, params.URL); err != nil {
-		return &ValidationError{Field: "url", Message: err.Error()}
+	if checkURL {
+		if _, err := s.guard.ValidateURL(ctx, params.URL); err != nil {
+			return &ValidationError{Field: "url", Message: err.Error()}
+		}
 	}
 	if len(params.URL) > 2048 {
 		return invalid("url", "longer than 2048 characters")
@@ -298,6 +316,9 @@ func (s *Store) validateSubscription(ctx context.Context, params *SubscriptionCr
 	}
 	if err := params.RetrySchedule.Validate(); err != nil {
 		return &ValidationError{Field: "retry_schedule", Message: err.Error()}
+	}
+	if params.AgentWebhook && params.AgentID == "" {
+		return invalid("agent_id", "required for an agent's webhook")
 	}
 	if params.Secret != nil && (len(params.Secret) < signing.SecretMinBytes || len(params.Secret) > signing.SecretMaxBytes) {
 		return invalid("secret", "must be %d to %d bytes", signing.SecretMinBytes, signing.SecretMaxBytes)
@@ -349,8 +370,12 @@ func (s *Store) SubscriptionCreateTx(ctx context.Context, tx Executor, params *S
 		Description:     params.Description,
 		Headers:         headers,
 		RetryScheduleMs: params.RetrySchedule.millis(),
+		AgentWebhook:    params.AgentWebhook,
 	})
 	if err != nil {
+		if isUniqueViolation(err, "subscriptions_agent_webhook") {
+			return nil, invalid("agent_id", "agent %s already has a webhook", params.AgentID)
+		}
 		return nil, translateError("create subscription", err)
 	}
 	if err := s.secretInsert(ctx, exec, row.ID, secret, nil); err != nil {

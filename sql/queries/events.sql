@@ -73,3 +73,14 @@ SELECT
 
 -- name: Wake :exec
 SELECT outbox.wake();
+
+-- name: EventList :many
+-- Newest first, by outbox position.
+SELECT *
+FROM outbox.events
+WHERE (sqlc.narg(organization_id)::text IS NULL OR organization_id = sqlc.narg(organization_id))
+    AND (sqlc.narg(agent_id)::text IS NULL OR agent_id = sqlc.narg(agent_id))
+    AND (sqlc.narg(type)::text IS NULL OR type = sqlc.narg(type))
+    AND (sqlc.narg(before_seq)::bigint IS NULL OR id < sqlc.narg(before_seq))
+ORDER BY id DESC
+LIMIT @max;

@@ -1,5 +1,5 @@
 -- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms)
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook)
 VALUES (
     sqlc.narg(organization_id),
     sqlc.narg(agent_id),
@@ -7,7 +7,8 @@ VALUES (
     @event_types::text[],
     @description,
     @headers::jsonb,
-    sqlc.narg(retry_schedule_ms)::bigint[]
+    sqlc.narg(retry_schedule_ms)::bigint[],
+    @agent_webhook
 )
 RETURNING *;
 
@@ -35,3 +36,46 @@ DELETE FROM outbox.subscriptions WHERE id = @id;
 UPDATE outbox.subscriptions
 SET enabled = false, disabled_reason = @reason, disabled_at = now(), updated_at = now()
 WHERE id = @id AND enabled;
+
+-- name: SubscriptionGetForUpdate :one
+SELECT * FROM outbox.subscriptions WHERE id = @id FOR UPDATE;
+
+-- name: SubscriptionUpdate :one
+-- Writes every editable field; the caller merges a partial update into the current
+-- row (read FOR UPDATE in the same transaction) first.
+UPDATE outbox.subscriptions
+SET url = @url,
+    event_types = @event_types::text[],
+    description = @description,
+    headers = @headers::jsonb,
+    retry_schedule_ms = sqlc.narg(retry_schedule_ms)::bigint[],
+    updated_at = now()
+WHERE id = @id
+RETURNING *;
+
+-- name: SubscriptionEnable :execrows
+UPDATE outbox.subscriptions
+SET enabled = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now()
+WHERE id = @id AND NOT enabled;
+
+-- name: AgentWebhookGet :one
+SELECT * FROM outbox.subscriptions WHERE agent_id = @agent_id AND agent_webhook;
+
+-- name: AgentWebhookSecretsExpire :exec
+-- Replacing an agent's webhook secret ends the old ones at once (a rotation with a
+-- grace period is POST /v1/subscriptions/{id}/secret/rotate).
+UPDATE outbox.subscription_secrets
+SET expires_at = now()
+WHERE subscription_id = @subscription_id AND (expires_at IS NULL OR expires_at > now());
+
+-- name: SecretRotateExpireCurrent :execrows
+-- A rotation's old secrets keep signing until @expires_at (never longer than they
+-- already would).
+UPDATE outbox.subscription_secrets
+SET expires_at = least(coalesce(expires_at, 'infinity'::timestamptz), @expires_at::timestamptz)
+WHERE subscription_id = @subscription_id AND (expires_at IS NULL OR expires_at > now());
+
+-- name: SecretRotatePrune :exec
+-- Secrets that stopped signing over a week ago are of no further use.
+DELETE FROM outbox.subscription_secrets
+WHERE subscription_id = @subscription_id AND expires_at < now() - interval '7 days';

@@ -11,6 +11,55 @@ import (
 	"time"
 )
 
+const deliveryDeadIDs = `-- name: DeliveryDeadIDs :many
+SELECT j.id
+FROM outbox.river_job AS j
+WHERE j.kind = 'outboxd.delivery'
+    AND j.state = 'discarded'
+    AND j.args @> jsonb_build_object('subscription_id', $1::text)
+    AND j.finalized_at >= $2
+    AND j.finalized_at < $3
+    AND j.id > $4
+ORDER BY j.id
+LIMIT $5
+`
+
+type DeliveryDeadIDsParams struct {
+	SubscriptionID string
+	Since          *time.Time
+	Until          *time.Time
+	AfterID        int64
+	Max            int32
+}
+
+// Dead deliveries of a subscription that died in [since, until), in id order from
+// after_id, for recovery.
+func (q *Queries) DeliveryDeadIDs(ctx context.Context, db DBTX, arg *DeliveryDeadIDsParams) ([]int64, error) {
+	rows, err := db.Query(ctx, deliveryDeadIDs,
+		arg.SubscriptionID,
+		arg.Since,
+		arg.Until,
+		arg.AfterID,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const deliveryGet = `-- name: DeliveryGet :one
 SELECT id, event_id, subscription_id, state, attempts, max_attempts, last_status_code, last_error, created_at, delivered_at, next_attempt_at, finalized_at, attempt_log FROM outbox.deliveries WHERE id = $1
 `
@@ -37,8 +86,10 @@ func (q *Queries) DeliveryGet(ctx context.Context, db DBTX, id int64) (*OutboxDe
 }
 
 const deliveryList = `-- name: DeliveryList :many
-SELECT id, event_id, subscription_id, state, attempts, max_attempts, last_status_code, last_error, created_at, delivered_at, next_attempt_at, finalized_at, attempt_log
+SELECT d.id, d.event_id, d.subscription_id, d.state, d.attempts, d.max_attempts, d.last_status_code, d.last_error, d.created_at, d.delivered_at, d.next_attempt_at, d.finalized_at, d.attempt_log
 FROM outbox.deliveries AS d
+LEFT JOIN outbox.subscriptions AS s ON s.id = d.subscription_id
+LEFT JOIN outbox.events AS e ON e.event_id = d.event_id
 WHERE ($1::text IS NULL OR d.id IN (
         SELECT j.id FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery' AND j.args @> jsonb_build_object('event_id', $1::text)))
@@ -46,25 +97,45 @@ WHERE ($1::text IS NULL OR d.id IN (
         SELECT j.id FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery' AND j.args @> jsonb_build_object('subscription_id', $2::text)))
     AND ($3::text IS NULL OR d.state = $3)
-    AND ($4::bigint IS NULL OR d.id < $4)
+    AND ($4::text IS NULL OR s.organization_id = $4)
+    AND ($5::text IS NULL OR e.agent_id = $5)
+    AND ($6::text IS NULL OR e.type = $6)
+    AND ($7::timestamptz IS NULL OR d.created_at >= $7)
+    AND ($8::timestamptz IS NULL OR d.created_at < $8)
+    AND ($9::bigint IS NULL OR d.id < $9)
 ORDER BY d.id DESC
-LIMIT $5
+LIMIT $10
 `
 
 type DeliveryListParams struct {
 	EventID        *string
 	SubscriptionID *string
 	State          *string
+	OrganizationID *string
+	AgentID        *string
+	EventType      *string
+	Since          *time.Time
+	Until          *time.Time
 	BeforeID       *int64
 	Max            int32
 }
 
-// Newest first. The event and subscription filters use River's GIN index on args.
-func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListParams) ([]*OutboxDelivery, error) {
+type DeliveryListRow struct {
+	OutboxDelivery OutboxDelivery
+}
+
+// Newest first. The event and subscription filters use River's GIN index on args;
+// organization (the subscription's), agent and type (the event's) join their rows.
+func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListParams) ([]*DeliveryListRow, error) {
 	rows, err := db.Query(ctx, deliveryList,
 		arg.EventID,
 		arg.SubscriptionID,
 		arg.State,
+		arg.OrganizationID,
+		arg.AgentID,
+		arg.EventType,
+		arg.Since,
+		arg.Until,
 		arg.BeforeID,
 		arg.Max,
 	)
@@ -72,23 +143,23 @@ func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListPa
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*OutboxDelivery
+	var items []*DeliveryListRow
 	for rows.Next() {
-		var i OutboxDelivery
+		var i DeliveryListRow
 		if err := rows.Scan(
-			&i.ID,
-			&i.EventID,
-			&i.SubscriptionID,
-			&i.State,
-			&i.Attempts,
-			&i.MaxAttempts,
-			&i.LastStatusCode,
-			&i.LastError,
-			&i.CreatedAt,
-			&i.DeliveredAt,
-			&i.NextAttemptAt,
-			&i.FinalizedAt,
-			&i.AttemptLog,
+			&i.OutboxDelivery.ID,
+			&i.OutboxDelivery.EventID,
+			&i.OutboxDelivery.SubscriptionID,
+			&i.OutboxDelivery.State,
+			&i.OutboxDelivery.Attempts,
+			&i.OutboxDelivery.MaxAttempts,
+			&i.OutboxDelivery.LastStatusCode,
+			&i.OutboxDelivery.LastError,
+			&i.OutboxDelivery.CreatedAt,
+			&i.OutboxDelivery.DeliveredAt,
+			&i.OutboxDelivery.NextAttemptAt,
+			&i.OutboxDelivery.FinalizedAt,
+			&i.OutboxDelivery.AttemptLog,
 		); err != nil {
 			return nil, err
 		}
@@ -173,4 +244,23 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 		&i.SecretCiphertexts,
 	)
 	return &i, err
+}
+
+const recoveryProgressSet = `-- name: RecoveryProgressSet :exec
+UPDATE outbox.river_job
+SET metadata = metadata || jsonb_build_object('recovery_retried', $1::bigint, 'recovery_last_id', $2::bigint)
+WHERE id = $3 AND kind = 'outboxd.recover'
+`
+
+type RecoveryProgressSetParams struct {
+	Retried int64
+	LastID  int64
+	ID      int64
+}
+
+// A running recovery's progress, merged into its River job's metadata so any
+// daemon (and the River UI) can read it while the job runs.
+func (q *Queries) RecoveryProgressSet(ctx context.Context, db DBTX, arg *RecoveryProgressSetParams) error {
+	_, err := db.Exec(ctx, recoveryProgressSet, arg.Retried, arg.LastID, arg.ID)
+	return err
 }

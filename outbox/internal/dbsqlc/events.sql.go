@@ -157,6 +157,63 @@ func (q *Queries) EventGetByEventID(ctx context.Context, db DBTX, eventID string
 	return &i, err
 }
 
+const eventList = `-- name: EventList :many
+SELECT id, event_id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at
+FROM outbox.events
+WHERE ($1::text IS NULL OR organization_id = $1)
+    AND ($2::text IS NULL OR agent_id = $2)
+    AND ($3::text IS NULL OR type = $3)
+    AND ($4::bigint IS NULL OR id < $4)
+ORDER BY id DESC
+LIMIT $5
+`
+
+type EventListParams struct {
+	OrganizationID *string
+	AgentID        *string
+	Type           *string
+	BeforeSeq      *int64
+	Max            int32
+}
+
+// Newest first, by outbox position.
+func (q *Queries) EventList(ctx context.Context, db DBTX, arg *EventListParams) ([]*OutboxEvent, error) {
+	rows, err := db.Query(ctx, eventList,
+		arg.OrganizationID,
+		arg.AgentID,
+		arg.Type,
+		arg.BeforeSeq,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*OutboxEvent
+	for rows.Next() {
+		var i OutboxEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.EventID,
+			&i.Type,
+			&i.OrganizationID,
+			&i.AgentID,
+			&i.Payload,
+			&i.IdempotencyKey,
+			&i.CreatedAt,
+			&i.DispatchedAt,
+			&i.FannedOutAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const eventPublish = `-- name: EventPublish :one
 SELECT id, event_id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at
 FROM outbox.publish_event(

@@ -59,6 +59,17 @@ func (ns NullOutboxRiverJobState) Value() (driver.Value, error) {
 	return string(ns.OutboxRiverJobState), nil
 }
 
+type OutboxApiToken struct {
+	ID             string
+	OrganizationID string
+	Name           string
+	Prefix         string
+	Digest         []byte
+	CreatedAt      time.Time
+	LastUsedAt     *time.Time
+	RevokedAt      *time.Time
+}
+
 type OutboxDelivery struct {
 	ID             int64
 	EventID        string
@@ -126,6 +137,7 @@ type OutboxSubscription struct {
 	DisabledAt      *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	AgentWebhook    bool
 }
 
 type OutboxSubscriptionSecret struct {

@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
 
 const settingsGet = `-- name: SettingsGet :one
@@ -18,4 +19,16 @@ func (q *Queries) SettingsGet(ctx context.Context, db DBTX) (*OutboxSetting, err
 	var i OutboxSetting
 	err := row.Scan(&i.Singleton, &i.MaxPayloadBytes)
 	return &i, err
+}
+
+const transactionNow = `-- name: TransactionNow :one
+SELECT now()::timestamptz AS now
+`
+
+// The transaction's clock, so times computed in Go agree with those written by SQL.
+func (q *Queries) TransactionNow(ctx context.Context, db DBTX) (time.Time, error) {
+	row := db.QueryRow(ctx, transactionNow)
+	var now time.Time
+	err := row.Scan(&now)
+	return now, err
 }

@@ -11,6 +11,77 @@ import (
 	"time"
 )
 
+const agentWebhookGet = `-- name: AgentWebhookGet :one
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook FROM outbox.subscriptions WHERE agent_id = $1 AND agent_webhook
+`
+
+func (q *Queries) AgentWebhookGet(ctx context.Context, db DBTX, agentID *string) (*OutboxSubscription, error) {
+	row := db.QueryRow(ctx, agentWebhookGet, agentID)
+	var i OutboxSubscription
+	err := row.Scan(
+		&i.ID,
+		&i.OrganizationID,
+		&i.AgentID,
+		&i.Url,
+		&i.EventTypes,
+		&i.Enabled,
+		&i.Description,
+		&i.Headers,
+		&i.RetryScheduleMs,
+		&i.DisabledReason,
+		&i.DisabledAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.AgentWebhook,
+	)
+	return &i, err
+}
+
+const agentWebhookSecretsExpire = `-- name: AgentWebhookSecretsExpire :exec
+UPDATE outbox.subscription_secrets
+SET expires_at = now()
+WHERE subscription_id = $1 AND (expires_at IS NULL OR expires_at > now())
+`
+
+// Replacing an agent's webhook secret ends the old ones at once (a rotation with a
+// grace period is POST /v1/subscriptions/{id}/secret/rotate).
+func (q *Queries) AgentWebhookSecretsExpire(ctx context.Context, db DBTX, subscriptionID string) error {
+	_, err := db.Exec(ctx, agentWebhookSecretsExpire, subscriptionID)
+	return err
+}
+
+const secretRotateExpireCurrent = `-- name: SecretRotateExpireCurrent :execrows
+UPDATE outbox.subscription_secrets
+SET expires_at = least(coalesce(expires_at, 'infinity'::timestamptz), $1::timestamptz)
+WHERE subscription_id = $2 AND (expires_at IS NULL OR expires_at > now())
+`
+
+type SecretRotateExpireCurrentParams struct {
+	ExpiresAt      time.Time
+	SubscriptionID string
+}
+
+// A rotation's old secrets keep signing until @expires_at (never longer than they
+// already would).
+func (q *Queries) SecretRotateExpireCurrent(ctx context.Context, db DBTX, arg *SecretRotateExpireCurrentParams) (int64, error) {
+	result, err := db.Exec(ctx, secretRotateExpireCurrent, arg.ExpiresAt, arg.SubscriptionID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const secretRotatePrune = `-- name: SecretRotatePrune :exec
+DELETE FROM outbox.subscription_secrets
+WHERE subscription_id = $1 AND expires_at < now() - interval '7 days'
+`
+
+// Secrets that stopped signing over a week ago are of no further use.
+func (q *Queries) SecretRotatePrune(ctx context.Context, db DBTX, subscriptionID string) error {
+	_, err := db.Exec(ctx, secretRotatePrune, subscriptionID)
+	return err
+}
+
 const subscriptionDelete = `-- name: SubscriptionDelete :execrows
 DELETE FROM outbox.subscriptions WHERE id = $1
 `
@@ -42,8 +113,22 @@ func (q *Queries) SubscriptionDisable(ctx context.Context, db DBTX, arg *Subscri
 	return result.RowsAffected(), nil
 }
 
+const subscriptionEnable = `-- name: SubscriptionEnable :execrows
+UPDATE outbox.subscriptions
+SET enabled = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now()
+WHERE id = $1 AND NOT enabled
+`
+
+func (q *Queries) SubscriptionEnable(ctx context.Context, db DBTX, id string) (int64, error) {
+	result, err := db.Exec(ctx, subscriptionEnable, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const subscriptionGet = `-- name: SubscriptionGet :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at FROM outbox.subscriptions WHERE id = $1
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook FROM outbox.subscriptions WHERE id = $1
 `
 
 func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
@@ -63,12 +148,39 @@ func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*Out
 		&i.DisabledAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.AgentWebhook,
+	)
+	return &i, err
+}
+
+const subscriptionGetForUpdate = `-- name: SubscriptionGetForUpdate :one
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook FROM outbox.subscriptions WHERE id = $1 FOR UPDATE
+`
+
+func (q *Queries) SubscriptionGetForUpdate(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
+	row := db.QueryRow(ctx, subscriptionGetForUpdate, id)
+	var i OutboxSubscription
+	err := row.Scan(
+		&i.ID,
+		&i.OrganizationID,
+		&i.AgentID,
+		&i.Url,
+		&i.EventTypes,
+		&i.Enabled,
+		&i.Description,
+		&i.Headers,
+		&i.RetryScheduleMs,
+		&i.DisabledReason,
+		&i.DisabledAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.AgentWebhook,
 	)
 	return &i, err
 }
 
 const subscriptionInsert = `-- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms)
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook)
 VALUES (
     $1,
     $2,
@@ -76,9 +188,10 @@ VALUES (
     $4::text[],
     $5,
     $6::jsonb,
-    $7::bigint[]
+    $7::bigint[],
+    $8
 )
-RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook
 `
 
 type SubscriptionInsertParams struct {
@@ -89,6 +202,7 @@ type SubscriptionInsertParams struct {
 	Description     string
 	Headers         json.RawMessage
 	RetryScheduleMs []int64
+	AgentWebhook    bool
 }
 
 func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *SubscriptionInsertParams) (*OutboxSubscription, error) {
@@ -100,6 +214,7 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		arg.Description,
 		arg.Headers,
 		arg.RetryScheduleMs,
+		arg.AgentWebhook,
 	)
 	var i OutboxSubscription
 	err := row.Scan(
@@ -116,12 +231,13 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		&i.DisabledAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.AgentWebhook,
 	)
 	return &i, err
 }
 
 const subscriptionList = `-- name: SubscriptionList :many
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook
 FROM outbox.subscriptions
 WHERE ($1::text IS NULL OR agent_id = $1)
     AND ($2::text IS NULL OR organization_id = $2)
@@ -168,6 +284,7 @@ func (q *Queries) SubscriptionList(ctx context.Context, db DBTX, arg *Subscripti
 			&i.DisabledAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.AgentWebhook,
 		); err != nil {
 			return nil, err
 		}
@@ -199,4 +316,56 @@ func (q *Queries) SubscriptionSecretInsert(ctx context.Context, db DBTX, arg *Su
 		arg.ExpiresAt,
 	)
 	return err
+}
+
+const subscriptionUpdate = `-- name: SubscriptionUpdate :one
+UPDATE outbox.subscriptions
+SET url = $1,
+    event_types = $2::text[],
+    description = $3,
+    headers = $4::jsonb,
+    retry_schedule_ms = $5::bigint[],
+    updated_at = now()
+WHERE id = $6
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook
+`
+
+type SubscriptionUpdateParams struct {
+	Url             string
+	EventTypes      []string
+	Description     string
+	Headers         json.RawMessage
+	RetryScheduleMs []int64
+	ID              string
+}
+
+// Writes every editable field; the caller merges a partial update into the current
+// row (read FOR UPDATE in the same transaction) first.
+func (q *Queries) SubscriptionUpdate(ctx context.Context, db DBTX, arg *SubscriptionUpdateParams) (*OutboxSubscription, error) {
+	row := db.QueryRow(ctx, subscriptionUpdate,
+		arg.Url,
+		arg.EventTypes,
+		arg.Description,
+		arg.Headers,
+		arg.RetryScheduleMs,
+		arg.ID,
+	)
+	var i OutboxSubscription
+	err := row.Scan(
+		&i.ID,
+		&i.OrganizationID,
+		&i.AgentID,
+		&i.Url,
+		&i.EventTypes,
+		&i.Enabled,
+		&i.Description,
+		&i.Headers,
+		&i.RetryScheduleMs,
+		&i.DisabledReason,
+		&i.DisabledAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.AgentWebhook,
+	)
+	return &i, err
 }

@@ -1,0 +1,384 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/outboxd/outboxd/outbox/internal/dbsqlc"
+	"github.com/outboxd/outboxd/outbox/signing"
+)
+
+// This file holds the management operations behind the REST API and the CLI:
+// editing subscriptions, agents' webhooks, listing events, finding dead deliveries.
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
+}
+
+// SubscriptionUpdateParams is a partial update: nil fields are left as they are.
+type SubscriptionUpdateParams struct {
+	URL         *string
+	EventTypes  []string // nil leaves them; empty is refused
+	Description *string
+	Headers     map[string]string // nil leaves them; empty clears them
+
+	// RetrySchedule replaces the schedule when SetRetrySchedule is true; a nil
+	// schedule then returns to the daemon's default.
+	RetrySchedule    RetrySchedule
+	SetRetrySchedule bool
+
+	// Enabled enables or disables the subscription. Enabling clears the reason it
+	// was disabled.
+	Enabled *bool
+}
+
+// SubscriptionUpdate applies a partial update and returns the subscription.
+func (s *Store) SubscriptionUpdate(ctx context.Context, id string, params *SubscriptionUpdateParams) (*Subscription, error) {
+	var sub *Subscription
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		sub, err = s.SubscriptionUpdateTx(ctx, tx, id, params)
+		return err
+	})
+	return sub, err
+}
+
+// SubscriptionUpdateTx applies a partial update inside the caller's transaction.
+func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string, params *SubscriptionUpdateParams) (*Subscription, error) {
+	exec := s.on(tx)
+	row, err := s.queries.SubscriptionGetForUpdate(ctx, exec, id)
+	if err != nil {
+		return nil, translateError("update subscription", err)
+	}
+	current, err := subscriptionFromRow(row)
+	if err != nil {
+		return nil, err
+	}
+
+	// Validate the merged result with the same rules as a new subscription.
+	merged := &SubscriptionCreateParams{
+		URL:           current.URL,
+		EventTypes:    current.EventTypes,
+		Description:   current.Description,
+		Headers:       current.Headers,
+		RetrySchedule: current.RetrySchedule,
+		AgentID:       current.AgentID,
+		Secret:        nil,
+	}
+	if params.URL != nil {
+		merged.URL = *params.URL
+	}
+	if params.EventTypes != nil {
+		if len(params.EventTypes) == 0 {
+			return nil, invalid("event_types", "at least one pattern (use [\"*\"] for every event)")
+		}
+		merged.EventTypes = params.EventTypes
+	}
+	if params.Description != nil {
+		merged.Description = *params.Description
+	}
+	if params.Headers != nil {
+		merged.Headers = params.Headers
+	}
+	if params.SetRetrySchedule {
+		merged.RetrySchedule = params.RetrySchedule
+	}
+	if err := s.validateSubscriptionFields(ctx, merged, params.URL != nil); err != nil {
+		return nil, err
+	}
+	headers, err := json.Marshal(merged.Headers)
+	if err != nil || merged.Headers == nil {
+		headers = []byte("{}")
+	}
+	row, err = s.queries.SubscriptionUpdate(ctx, exec, &dbsqlc.SubscriptionUpdateParams{
+		ID:              id,
+		Url:             merged.URL,
+		EventTypes:      merged.EventTypes,
+		Description:     merged.Description,
+		Headers:         headers,
+		RetryScheduleMs: merged.RetrySchedule.millis(),
+	})
+	if err != nil {
+		return nil, translateError("update subscription", err)
+	}
+	if params.Enabled != nil && *params.Enabled != row.Enabled {
+		if *params.Enabled {
+			_, err = s.queries.SubscriptionEnable(ctx, exec, id)
+		} else {
+			_, err = s.queries.SubscriptionDisable(ctx, exec, &dbsqlc.SubscriptionDisableParams{ID: id, Reason: nullable("disabled by an operator")})
+		}
+		if err != nil {
+			return nil, translateError("update subscription", err)
+		}
+		if row, err = s.queries.SubscriptionGet(ctx, exec, id); err != nil {
+			return nil, translateError("update subscription", err)
+		}
+	}
+	return subscriptionFromRow(row)
+}
+
+// SubscriptionEnable enables a subscription and clears why it was disabled. It
+// reports whether it was disabled before.
+func (s *Store) SubscriptionEnable(ctx context.Context, id string) (bool, error) {
+	n, err := s.queries.SubscriptionEnable(ctx, s.on(s.db), id)
+	if err != nil {
+		return false, translateError("enable subscription", err)
+	}
+	if n == 0 {
+		if _, err := s.SubscriptionGet(ctx, id); err != nil {
+			return false, err
+		}
+	}
+	return n > 0, nil
+}
+
+// AgentWebhookGet returns the agent's webhook subscription, or ErrNotFound.
+func (s *Store) AgentWebhookGet(ctx context.Context, agentID string) (*Subscription, error) {
+	row, err := s.queries.AgentWebhookGet(ctx, s.on(s.db), nullable(agentID))
+	if err != nil {
+		return nil, translateError("get agent webhook", err)
+	}
+	return subscriptionFromRow(row)
+}
+
+// AgentWebhookPutParams configure an agent's webhook. Nil fields keep their value
+// on an existing webhook and take the defaults on a new one.
+type AgentWebhookPutParams struct {
+	AgentID        string
+	OrganizationID string // for a new webhook; an existing one keeps its organization
+	URL            string // required
+	EventTypes     []string
+	Enabled        *bool
+	// Secret replaces the signing secret at once (old ones stop signing). Nil keeps
+	// it, or generates one for a new webhook.
+	Secret signing.Secret
+}
+
+// AgentWebhookPutResult is the agent's webhook; Secret is set when it was
+// generated, to be shown once.
+type AgentWebhookPutResult struct {
+	Subscription *Subscription
+	Created      bool
+	Secret       signing.Secret
+}
+
+// AgentWebhookPut creates or replaces an agent's webhook configuration.
+func (s *Store) AgentWebhookPut(ctx context.Context, params *AgentWebhookPutParams) (*AgentWebhookPutResult, error) {
+	if params.AgentID == "" {
+		return nil, invalid("agent_id", "required")
+	}
+	result := &AgentWebhookPutResult{}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		exec := s.on(tx)
+		row, err := s.queries.AgentWebhookGet(ctx, exec, nullable(params.AgentID))
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			created, err := s.SubscriptionCreateTx(ctx, tx, &SubscriptionCreateParams{
+				URL:            params.URL,
+				EventTypes:     params.EventTypes,
+				AgentID:        params.AgentID,
+				OrganizationID: params.OrganizationID,
+				Secret:         params.Secret,
+				AgentWebhook:   true,
+			})
+			if err != nil {
+				return err
+			}
+			result.Subscription, result.Created = created.Subscription, true
+			if params.Secret == nil {
+				result.Secret = created.Secret
+			}
+			if params.Enabled != nil && !*params.Enabled {
+				result.Subscription, err = s.SubscriptionUpdateTx(ctx, tx, created.ID, &SubscriptionUpdateParams{Enabled: params.Enabled})
+			}
+			return err
+		case err != nil:
+			return translateError("get agent webhook", err)
+		}
+		if params.URL == "" {
+			return invalid("webhook_url", "required")
+		}
+		eventTypes := params.EventTypes
+		if eventTypes == nil {
+			eventTypes = []string{"*"}
+		}
+		sub, err := s.SubscriptionUpdateTx(ctx, tx, row.ID, &SubscriptionUpdateParams{
+			URL: &params.URL, EventTypes: eventTypes, Enabled: params.Enabled,
+		})
+		if err != nil {
+			return err
+		}
+		if params.Secret != nil {
+			if len(params.Secret) < signing.SecretMinBytes || len(params.Secret) > signing.SecretMaxBytes {
+				return invalid("webhook_secret", "must be %d to %d bytes", signing.SecretMinBytes, signing.SecretMaxBytes)
+			}
+			if s.keyring == nil {
+				return ErrNoEncryptionKey
+			}
+			if err := s.queries.AgentWebhookSecretsExpire(ctx, exec, row.ID); err != nil {
+				return translateError("replace secret", err)
+			}
+			if err := s.secretInsert(ctx, exec, row.ID, params.Secret, nil); err != nil {
+				return err
+			}
+		}
+		result.Subscription = sub
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// EventListParams filter EventList. Zero values do not filter.
+type EventListParams struct {
+	OrganizationID string
+	AgentID        string
+	Type           string
+
+	// Before continues a listing below this outbox position (Event.Seq); lists are
+	// newest first.
+	Before int64
+
+	// Limit caps the result. Defaults to 100; at most 1,000.
+	Limit int
+}
+
+// EventList lists events, newest first.
+func (s *Store) EventList(ctx context.Context, params *EventListParams) ([]*Event, error) {
+	if params == nil {
+		params = &EventListParams{}
+	}
+	var before *int64
+	if params.Before > 0 {
+		before = &params.Before
+	}
+	rows, err := s.queries.EventList(ctx, s.on(s.db), &dbsqlc.EventListParams{
+		OrganizationID: nullable(params.OrganizationID),
+		AgentID:        nullable(params.AgentID),
+		Type:           nullable(params.Type),
+		BeforeSeq:      before,
+		Max:            int32(listLimit(params.Limit)), //nolint:gosec // bounded by listLimit
+	})
+	if err != nil {
+		return nil, translateError("list events", err)
+	}
+	events := make([]*Event, len(rows))
+	for i, row := range rows {
+		events[i] = eventFromRow(row)
+	}
+	return events, nil
+}
+
+// DeliveryDeadIDs returns up to limit ids of a subscription's deliveries that
+// ended dead in [since, until), in id order after afterID: the pages of a recovery.
+func (s *Store) DeliveryDeadIDs(ctx context.Context, subscriptionID string, since, until time.Time, afterID int64, limit int) ([]int64, error) {
+	ids, err := s.queries.DeliveryDeadIDs(ctx, s.on(s.db), &dbsqlc.DeliveryDeadIDsParams{
+		SubscriptionID: subscriptionID,
+		Since:          &since,
+		Until:          &until,
+		AfterID:        afterID,
+		Max:            int32(listLimit(limit)), //nolint:gosec // bounded by listLimit
+	})
+	if err != nil {
+		return nil, translateError("find dead deliveries", err)
+	}
+	return ids, nil
+}
+
+// RecoveryKind is the River job kind of recoveries: re-delivering a subscription's
+// dead deliveries in a time window.
+const RecoveryKind = "outboxd.recover"
+
+// Recovery is a re-delivery of every delivery of a subscription that ended dead
+// in [Since, Until). It runs in the background as a River job; ID is the job's.
+type Recovery struct {
+	ID             int64      `json:"id"`
+	SubscriptionID string     `json:"subscription_id"`
+	Since          time.Time  `json:"since"`
+	Until          time.Time  `json:"until"`
+	State          string     `json:"state"` // pending, running, completed, failed
+	Retried        int64      `json:"retried"`
+	Error          string     `json:"error,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	FinishedAt     *time.Time `json:"finished_at"`
+}
+
+// RecoveryProgressSet records how many deliveries a running recovery has retried.
+func (s *Store) RecoveryProgressSet(ctx context.Context, recoveryID, retried, lastID int64) error {
+	err := s.queries.RecoveryProgressSet(ctx, s.on(s.db), &dbsqlc.RecoveryProgressSetParams{ID: recoveryID, Retried: retried, LastID: lastID})
+	return translateError("record recovery progress", err)
+}
+
+// Secret rotation grace periods.
+const (
+	SecretRotateGraceDefault = 24 * time.Hour
+	SecretRotateGraceMax     = 7 * 24 * time.Hour
+)
+
+// SecretRotateResult is a subscription's new signing secret, shown once, and when
+// the secrets it replaces stop signing.
+type SecretRotateResult struct {
+	Secret            signing.Secret
+	PreviousExpiresAt time.Time
+}
+
+// MarshalJSON shows the secret as whsec_….
+func (r *SecretRotateResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Secret            string    `json:"secret"`
+		PreviousExpiresAt time.Time `json:"previous_secrets_expire_at"`
+	}{r.Secret.String(), r.PreviousExpiresAt})
+}
+
+// SubscriptionSecretRotate gives a subscription a new signing secret. The current
+// ones keep signing for grace (default 24 h, at most 7 days), so receivers can
+// switch without losing a delivery: during the grace every delivery carries a
+// signature by each.
+func (s *Store) SubscriptionSecretRotate(ctx context.Context, subscriptionID string, grace time.Duration) (*SecretRotateResult, error) {
+	if grace == 0 {
+		grace = SecretRotateGraceDefault
+	}
+	if grace < 0 || grace > SecretRotateGraceMax {
+		return nil, invalid("grace", "must be more than 0 and at most %s", SecretRotateGraceMax)
+	}
+	if s.keyring == nil {
+		return nil, ErrNoEncryptionKey
+	}
+	secret, err := signing.GenerateSecret()
+	if err != nil {
+		return nil, err
+	}
+	result := &SecretRotateResult{Secret: secret}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		exec := s.on(tx)
+		if _, err := s.queries.SubscriptionGetForUpdate(ctx, exec, subscriptionID); err != nil {
+			return translateError("rotate secret", err)
+		}
+		now, err := s.queries.TransactionNow(ctx, exec)
+		if err != nil {
+			return translateError("rotate secret", err)
+		}
+		result.PreviousExpiresAt = now.Add(grace)
+		if _, err := s.queries.SecretRotateExpireCurrent(ctx, exec, &dbsqlc.SecretRotateExpireCurrentParams{
+			SubscriptionID: subscriptionID, ExpiresAt: result.PreviousExpiresAt,
+		}); err != nil {
+			return translateError("rotate secret", err)
+		}
+		if err := s.queries.SecretRotatePrune(ctx, exec, subscriptionID); err != nil {
+			return translateError("rotate secret", err)
+		}
+		return s.secretInsert(ctx, exec, subscriptionID, secret, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
