@@ -144,6 +144,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &fanoutWorker{pool: pool, store: c.Store, retrySchedule: c.Delivery.RetrySchedule, metrics: c.Metrics})
 	river.AddWorker(workers, d.delivery)
+	river.AddWorker(workers, &recoveryWorker{store: c.Store, logger: c.Logger.With(slog.String("component", "recovery"))})
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: c.Store.Schema(),
@@ -229,6 +230,12 @@ func (d *Daemon) Ready(ctx context.Context) error {
 	default:
 	}
 	return nil
+}
+
+// WarningsOnly wraps a log handler to pass only warnings and errors, for chatty
+// components (River, the River UI).
+func WarningsOnly(h slog.Handler) slog.Handler {
+	return &minLevelHandler{Handler: h, min: slog.LevelWarn}
 }
 
 // minLevelHandler drops records below min: River reports every failed attempt at

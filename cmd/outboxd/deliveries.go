@@ -17,9 +17,9 @@ func newDeliveriesCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "deliveries",
 		Aliases: []string{"delivery"},
-		Short:   "Inspect deliveries: one per event and matching subscription",
+		Short:   "Inspect and retry deliveries: one per event and matching subscription",
 	}
-	cmd.AddCommand(newDeliveriesListCommand(a))
+	cmd.AddCommand(newDeliveriesListCommand(a), newDeliveriesGetCommand(a), newDeliveriesRetryCommand(a))
 	return cmd
 }
 

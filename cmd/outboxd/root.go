@@ -113,6 +113,9 @@ deliveries. Postgres is the only source of truth; River runs the jobs.`,
 		newPublishCommand(a),
 		newSubscriptionsCommand(a),
 		newDeliveriesCommand(a),
+		newEventsCommand(a),
+		newRecoverCommand(a),
+		newTokensCommand(a),
 		newListenCommand(a),
 		newVersionCommand(a),
 	)
@@ -266,4 +269,45 @@ func newVersionCommand(a *app) *cobra.Command {
 // osApp is the app for the real process.
 func osApp() *app {
 	return &app{lookupEnv: os.LookupEnv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+}
+
+// adminTokens reads OUTBOXD_API_TOKEN (one token, or several separated by commas)
+// and, if given, a file with one token per line (# starts a comment).
+func (a *app) adminTokens(file string) ([]string, error) {
+	var tokens []string
+	if value, ok := a.lookupEnv("OUTBOXD_API_TOKEN"); ok {
+		for _, token := range strings.Split(value, ",") {
+			if token = strings.TrimSpace(token); token != "" {
+				tokens = append(tokens, token)
+			}
+		}
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--api-token-file: %w", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				tokens = append(tokens, line)
+			}
+		}
+	}
+	for _, token := range tokens {
+		if len(token) < 16 {
+			return nil, errors.New("an admin API token must be at least 16 characters (try: openssl rand -hex 32)")
+		}
+	}
+	return tokens, nil
+}
+
+// tokenOrganization resolves organization tokens through the store.
+func tokenOrganization(store *outbox.Store) func(ctx context.Context, token string) (string, error) {
+	return func(ctx context.Context, token string) (string, error) {
+		t, err := store.TokenAuthenticate(ctx, token)
+		if err != nil {
+			return "", err
+		}
+		return t.OrganizationID, nil
+	}
 }

@@ -18,11 +18,13 @@ import (
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/outbox/httpapi"
+	"riverqueue.com/riverui"
 )
 
 type runFlags struct {
 	httpAddr            string
 	allowPrivateTargets string
+	apiTokenFile        string
 	migrate             bool
 
 	deliveryWorkers int
@@ -66,6 +68,7 @@ Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
 	flags := cmd.Flags()
 	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address for /healthz, /readyz and /metrics")
 	flags.StringVar(&f.allowPrivateTargets, "allow-private-targets", "", "CIDR prefixes that webhooks may reach although private, loopback or link-local, e.g. 127.0.0.0/8 (default none)")
+	flags.StringVar(&f.apiTokenFile, "api-token-file", "", "file of admin API tokens, one per line, besides OUTBOXD_API_TOKEN")
 	flags.BoolVar(&f.migrate, "migrate", false, "apply pending migrations before starting")
 	flags.IntVar(&f.deliveryWorkers, "delivery-workers", jobs.DeliveryWorkersDefault, "deliveries in flight at once")
 	flags.IntVar(&f.fanoutWorkers, "fanout-workers", jobs.FanoutWorkersDefault, "fan-out jobs at once")
@@ -162,15 +165,39 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		return err
 	}
 
+	adminTokens, err := a.adminTokens(f.apiTokenFile)
+	if err != nil {
+		return err
+	}
+	if len(adminTokens) == 0 {
+		logger.WarnContext(ctx, "no admin token: the /v1 API accepts only organization tokens and the River UI is closed; set OUTBOXD_API_TOKEN")
+	}
+	riverUI, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(daemon.Client(), nil),
+		Logger:    slog.New(jobs.WarningsOnly(logger.Handler())),
+		Prefix:    "/riverui",
+	})
+	if err != nil {
+		return fmt.Errorf("river ui: %w", err)
+	}
+	if err := riverUI.Start(ctx); err != nil {
+		return fmt.Errorf("river ui: %w", err)
+	}
+
 	listener, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	server := &http.Server{
 		Handler: httpapi.NewHandler(&httpapi.Config{
-			Logger:  logger,
-			Ready:   daemon.Ready,
-			Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+			Logger:            logger,
+			Ready:             daemon.Ready,
+			Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+			Store:             store,
+			Operations:        daemon.Operations(),
+			AdminTokens:       adminTokens,
+			TokenOrganization: tokenOrganization(store),
+			RiverUI:           riverUI,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

@@ -17,9 +17,10 @@ func newSubscriptionsCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "subscriptions",
 		Aliases: []string{"subscription", "subs"},
-		Short:   "Create, list and delete webhook subscriptions",
+		Short:   "Create, list, test, enable, disable and delete webhook subscriptions",
 	}
-	cmd.AddCommand(newSubscriptionsCreateCommand(a), newSubscriptionsListCommand(a), newSubscriptionsDeleteCommand(a))
+	cmd.AddCommand(newSubscriptionsCreateCommand(a), newSubscriptionsListCommand(a), newSubscriptionsDeleteCommand(a),
+		newSubscriptionsEnableCommand(a, true), newSubscriptionsEnableCommand(a, false), newSubscriptionsTestCommand(a))
 	return cmd
 }
 

@@ -1,16 +1,22 @@
-// Package httpapi owns outboxd's HTTP surface: liveness (/healthz), readiness
-// (/readyz) and Prometheus metrics (/metrics). It does not import the jobs package:
-// what it needs from the daemon (is it ready?) comes in as functions, which
-// cmd/outboxd wires up.
+// Package httpapi owns outboxd's HTTP surface: the REST API under /v1 (with its
+// OpenAPI document at /openapi.json), bearer-token auth, the River UI mount,
+// liveness (/healthz), readiness (/readyz) and Prometheus metrics (/metrics). It
+// does not import the jobs package: what it needs from the daemon comes in as the
+// Operations interface and functions, which cmd/outboxd wires up.
 package httpapi
 
 import (
 	"context"
-	"encoding/json"
+	_ "embed" // the OpenAPI document
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/outboxd/outboxd/outbox"
 )
+
+//go:embed openapi.json
+var openAPIDocument []byte
 
 // Config configures the handler. A nil *Config serves only /healthz.
 type Config struct {
@@ -23,6 +29,25 @@ type Config struct {
 
 	// Metrics serves /metrics. Nil leaves /metrics unserved.
 	Metrics http.Handler
+
+	// Store serves the /v1 API. Nil leaves the API unserved.
+	Store *outbox.Store
+
+	// Operations carries out retries, tests and recoveries. Required with Store.
+	Operations Operations
+
+	// AdminTokens may do anything, including opening the River UI. Compared in
+	// constant time; never logged.
+	AdminTokens []string
+
+	// TokenOrganization resolves an organization token to its organization, or
+	// returns outbox.ErrNotFound for an unknown or revoked one. Nil accepts only
+	// admin tokens.
+	TokenOrganization func(ctx context.Context, token string) (organizationID string, err error)
+
+	// RiverUI, if set, is served at /riverui/ to admin tokens (bearer, or basic
+	// auth with the token as the password so a browser can open it).
+	RiverUI http.Handler
 }
 
 // NewHandler returns the HTTP handler for outboxd run.
@@ -52,13 +77,28 @@ func NewHandler(config *Config) http.Handler {
 	if config.Metrics != nil {
 		mux.Handle("GET /metrics", config.Metrics)
 	}
-	return mux
-}
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPIDocument)
+	})
 
-func writeJSON(w http.ResponseWriter, logger *slog.Logger, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		logger.Warn("write response", slog.String("error", err.Error()))
+	auth := newAuthenticator(config.AdminTokens, config.TokenOrganization)
+	onError := func(w http.ResponseWriter, r *http.Request, err error) { writeError(w, r, logger, err) }
+	if config.Store != nil {
+		a := &api{store: config.Store, ops: config.Operations, logger: logger}
+		for _, rt := range routes {
+			handle := rt.handle
+			mux.Handle(rt.method+" "+rt.path, auth.require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				handle(a, w, r)
+			}), false, onError))
+		}
+		mux.Handle("/v1/", auth.require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, http.StatusNotFound, "no such endpoint; see /openapi.json")
+		}), false, onError))
 	}
+	if config.RiverUI != nil {
+		mux.Handle("/riverui/", auth.require(config.RiverUI, true, onError))
+		mux.Handle("GET /riverui", http.RedirectHandler("/riverui/", http.StatusMovedPermanently))
+	}
+	return mux
 }

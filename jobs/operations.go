@@ -1,0 +1,241 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/signing"
+)
+
+// ErrDeliveryInFlight is returned when retrying a delivery whose attempt is running.
+// It wraps outbox.ErrConflict.
+var ErrDeliveryInFlight = fmt.Errorf("%w: the delivery is being attempted right now; retry it when the attempt ends", outbox.ErrConflict)
+
+// Operations carries out what the REST API and the CLI ask of River: retrying a
+// delivery now, sending a test webhook, and recovering dead deliveries. It works
+// with an unstarted daemon too (the CLI's case): inserts and retries need no
+// running workers.
+type Operations struct {
+	daemon *Daemon
+}
+
+// Operations returns the daemon's operations.
+func (d *Daemon) Operations() *Operations { return &Operations{daemon: d} }
+
+// DeliveryRetry makes a delivery due now, whatever its state (a delivered one is
+// sent again), and returns it. A dead delivery gets one more attempt.
+func (o *Operations) DeliveryRetry(ctx context.Context, id int64) (*outbox.Delivery, error) {
+	store := o.daemon.config.Store
+	delivery, err := store.DeliveryGet(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if delivery.State == outbox.DeliveryDelivering {
+		return nil, ErrDeliveryInFlight
+	}
+	if _, err := o.daemon.client.JobRetry(ctx, id); err != nil {
+		if errors.Is(err, river.ErrNotFound) {
+			return nil, outbox.ErrNotFound
+		}
+		return nil, fmt.Errorf("retry delivery: %w", err)
+	}
+	return store.DeliveryGet(ctx, id)
+}
+
+// TestEventType is the type of the webhook sent by SubscriptionTest.
+const TestEventType = "webhook.test"
+
+// SubscriptionTest sends a webhook.test event to a subscription now, signed and
+// through the same SSRF guard as deliveries, and returns the attempt. Nothing is
+// stored; a failed attempt is not retried.
+func (o *Operations) SubscriptionTest(ctx context.Context, subscriptionID string) (*outbox.Attempt, error) {
+	w := o.daemon.delivery
+	target, err := w.store.DeliveryTarget(ctx, "", subscriptionID)
+	if err != nil {
+		return nil, err
+	}
+	if len(target.Secrets) == 0 {
+		return nil, fmt.Errorf("subscription %s has no active signing secret", subscriptionID)
+	}
+	suffix := make([]byte, 10)
+	_, _ = rand.Read(suffix)
+	payload, _ := json.Marshal(map[string]string{
+		"subscription_id": subscriptionID,
+		"message":         "A test webhook from outboxd. Answer 2xx to acknowledge it.",
+	})
+	event := &outbox.Event{
+		ID:        "evt_test_" + hex.EncodeToString(suffix),
+		Type:      TestEventType,
+		Payload:   payload,
+		CreatedAt: w.now(),
+	}
+	body, err := encodeBody(event)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.config.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("subscription %s url: %w", subscriptionID, err)
+	}
+	for name, value := range target.Headers {
+		req.Header.Set(name, value)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", w.config.UserAgent)
+	start := w.now()
+	signing.SetHeaders(req.Header, event.ID, start, body, target.Secrets...)
+
+	attempt := &outbox.Attempt{Attempt: 1, At: start}
+	resp, err := w.client.Do(req)
+	attempt.DurationMS = msSince(w.now, start)
+	if err != nil {
+		attempt.ErrorClass = classifyError(ctx, err)
+		attempt.Error = err.Error()
+		return attempt, nil
+	}
+	defer resp.Body.Close()
+	attempt.StatusCode = resp.StatusCode
+	attempt.Response, _ = readExcerpt(resp.Body, w.config.ResponseReadLimit)
+	attempt.DurationMS = msSince(w.now, start)
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		attempt.ErrorClass = outbox.ErrorClassHTTPStatus
+	}
+	return attempt, nil
+}
+
+// RecoveryArgs are a recovery job's arguments.
+type RecoveryArgs struct {
+	SubscriptionID string    `json:"subscription_id"`
+	Since          time.Time `json:"since"`
+	Until          time.Time `json:"until"`
+}
+
+// Kind is the River job kind.
+func (RecoveryArgs) Kind() string { return outbox.RecoveryKind }
+
+// InsertOpts puts recoveries on the fan-out queue, beside the work they resemble.
+func (RecoveryArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueFanout, MaxAttempts: 5}
+}
+
+// RecoveryStart starts recovering a subscription's deliveries that ended dead in
+// [since, until) and returns the recovery; it runs in the background on any daemon.
+func (o *Operations) RecoveryStart(ctx context.Context, subscriptionID string, since, until time.Time) (*outbox.Recovery, error) {
+	if !since.Before(until) {
+		return nil, &outbox.ValidationError{Field: "until", Message: "must be after since"}
+	}
+	if _, err := o.daemon.config.Store.SubscriptionGet(ctx, subscriptionID); err != nil {
+		return nil, err
+	}
+	result, err := o.daemon.client.Insert(ctx, RecoveryArgs{SubscriptionID: subscriptionID, Since: since.UTC(), Until: until.UTC()}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("start recovery: %w", err)
+	}
+	return recoveryFromJob(result.Job)
+}
+
+// RecoveryGet returns a recovery with its progress, or outbox.ErrNotFound.
+func (o *Operations) RecoveryGet(ctx context.Context, id int64) (*outbox.Recovery, error) {
+	job, err := o.daemon.client.JobGet(ctx, id)
+	if errors.Is(err, river.ErrNotFound) || (err == nil && job.Kind != outbox.RecoveryKind) {
+		return nil, outbox.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get recovery: %w", err)
+	}
+	return recoveryFromJob(job)
+}
+
+func recoveryFromJob(job *rivertype.JobRow) (*outbox.Recovery, error) {
+	var args RecoveryArgs
+	if err := json.Unmarshal(job.EncodedArgs, &args); err != nil {
+		return nil, fmt.Errorf("decode recovery %d: %w", job.ID, err)
+	}
+	var meta struct {
+		Retried int64 `json:"recovery_retried"`
+	}
+	_ = json.Unmarshal(job.Metadata, &meta) // no progress yet is zero
+	recovery := &outbox.Recovery{
+		ID:             job.ID,
+		SubscriptionID: args.SubscriptionID,
+		Since:          args.Since,
+		Until:          args.Until,
+		Retried:        meta.Retried,
+		CreatedAt:      job.CreatedAt,
+		FinishedAt:     job.FinalizedAt,
+	}
+	switch job.State {
+	case rivertype.JobStateCompleted:
+		recovery.State = "completed"
+	case rivertype.JobStateDiscarded, rivertype.JobStateCancelled:
+		recovery.State = "failed"
+	case rivertype.JobStateRunning:
+		recovery.State = "running"
+	default:
+		recovery.State = "pending"
+	}
+	if n := len(job.Errors); n > 0 {
+		recovery.Error = job.Errors[n-1].Error
+	}
+	return recovery, nil
+}
+
+// recoveryWorker retries, page by page, every dead delivery of a recovery. It
+// resumes after the last id it recorded, so a rescued or retried recovery does not
+// start over.
+type recoveryWorker struct {
+	river.WorkerDefaults[RecoveryArgs]
+	store  *outbox.Store
+	logger *slog.Logger
+}
+
+// recoveryPage is how many deliveries a recovery retries between progress records.
+const recoveryPage = 500
+
+func (w *recoveryWorker) Timeout(*river.Job[RecoveryArgs]) time.Duration { return -1 } // no cap: as long as it takes
+
+func (w *recoveryWorker) Work(ctx context.Context, job *river.Job[RecoveryArgs]) error {
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	var progress struct {
+		Retried int64 `json:"recovery_retried"`
+		LastID  int64 `json:"recovery_last_id"`
+	}
+	_ = json.Unmarshal(job.Metadata, &progress) // a fresh recovery has none
+	for {
+		ids, err := w.store.DeliveryDeadIDs(ctx, job.Args.SubscriptionID, job.Args.Since, job.Args.Until, progress.LastID, recoveryPage)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			break
+		}
+		for _, id := range ids {
+			if _, err := client.JobRetry(ctx, id); err != nil && !errors.Is(err, river.ErrNotFound) {
+				return fmt.Errorf("retry delivery %d: %w", id, err)
+			}
+			progress.Retried++
+			progress.LastID = id
+		}
+		if err := w.store.RecoveryProgressSet(ctx, job.ID, progress.Retried, progress.LastID); err != nil {
+			return err
+		}
+	}
+	w.logger.InfoContext(ctx, "recovery finished", slog.Int64("recovery_id", job.ID),
+		slog.String("subscription_id", job.Args.SubscriptionID), slog.Int64("retried", progress.Retried))
+	return nil
+}

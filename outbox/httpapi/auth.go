@@ -1,0 +1,108 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// principal is who a request acts as: an admin, or one organization.
+type principal struct {
+	admin          bool
+	organizationID string
+}
+
+// sees reports whether the principal may see something of organizationID.
+func (p principal) sees(organizationID string) bool {
+	return p.admin || (organizationID != "" && organizationID == p.organizationID)
+}
+
+type principalKey struct{}
+
+func principalFrom(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
+}
+
+// credentials reads the token from "Authorization: Bearer <token>" or from the
+// password of basic auth (so a browser can open the River UI).
+func credentials(r *http.Request) string {
+	header := r.Header.Get("Authorization")
+	if scheme, token, ok := strings.Cut(header, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	if _, password, ok := r.BasicAuth(); ok {
+		return password
+	}
+	return ""
+}
+
+// authenticator checks tokens: admin tokens from the configuration, compared in
+// constant time, then organization tokens through the store.
+type authenticator struct {
+	adminDigests [][sha256.Size]byte
+	lookup       func(ctx context.Context, token string) (organizationID string, err error)
+}
+
+func newAuthenticator(adminTokens []string, lookup func(ctx context.Context, token string) (string, error)) *authenticator {
+	a := &authenticator{lookup: lookup}
+	for _, token := range adminTokens {
+		if token != "" {
+			a.adminDigests = append(a.adminDigests, sha256.Sum256([]byte(token)))
+		}
+	}
+	return a
+}
+
+var errUnauthorized = errors.New("unauthorized")
+
+func (a *authenticator) authenticate(ctx context.Context, token string) (principal, error) {
+	if token == "" {
+		return principal{}, errUnauthorized
+	}
+	digest := sha256.Sum256([]byte(token))
+	admin := 0
+	for _, want := range a.adminDigests {
+		admin |= subtle.ConstantTimeCompare(digest[:], want[:])
+	}
+	if admin == 1 {
+		return principal{admin: true}, nil
+	}
+	if a.lookup == nil {
+		return principal{}, errUnauthorized
+	}
+	org, err := a.lookup(ctx, token)
+	switch {
+	case errors.Is(err, outbox.ErrNotFound):
+		return principal{}, errUnauthorized
+	case err != nil:
+		return principal{}, err
+	}
+	return principal{organizationID: org}, nil
+}
+
+// require wraps next so that it runs only for a valid token; adminOnly further
+// refuses organization tokens.
+func (a *authenticator) require(next http.Handler, adminOnly bool, onError func(http.ResponseWriter, *http.Request, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.authenticate(r.Context(), credentials(r))
+		switch {
+		case errors.Is(err, errUnauthorized):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="outboxd", Basic realm="outboxd"`)
+			writeProblem(w, http.StatusUnauthorized, "a valid token is required: Authorization: Bearer <token>")
+			return
+		case err != nil:
+			onError(w, r, err)
+			return
+		case adminOnly && !p.admin:
+			writeProblem(w, http.StatusForbidden, "this needs an admin token")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
