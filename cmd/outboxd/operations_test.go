@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -102,4 +104,32 @@ func TestDeliveryOperationsCommands(t *testing.T) {
 	res = b.run(t, "", "events", "get", "evt_nope")
 	require.Equal(t, 1, res.code)
 	require.Equal(t, "outboxd: event evt_nope: not found\n", res.stderr)
+}
+
+func TestKeysRotate(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	res := b.run(t, "", "subscriptions", "create", "--url", "https://93.184.216.34/hook", "--json")
+	require.Equal(t, 0, res.code, res.stderr)
+
+	oldKey := b.env["OUTBOXD_ENCRYPTION_KEY"]
+	raw := make([]byte, 32)
+	_, err := rand.Read(raw)
+	require.NoError(t, err)
+	b.env["OUTBOXD_ENCRYPTION_KEY"] = base64.StdEncoding.EncodeToString(raw)
+
+	res = b.run(t, "", "keys", "rotate")
+	require.Equal(t, 1, res.code, "the old key is needed to read the secrets")
+	require.Contains(t, res.stderr, "OUTBOXD_ENCRYPTION_KEYS_OLD")
+
+	b.env["OUTBOXD_ENCRYPTION_KEYS_OLD"] = oldKey
+	res = b.run(t, "", "keys", "rotate")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "1 secrets re-encrypted")
+
+	// The old key is no longer needed.
+	delete(b.env, "OUTBOXD_ENCRYPTION_KEYS_OLD")
+	res = b.run(t, "", "keys", "rotate", "--json")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, `"resealed":0`)
 }

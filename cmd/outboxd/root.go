@@ -116,6 +116,7 @@ deliveries. Postgres is the only source of truth; River runs the jobs.`,
 		newEventsCommand(a),
 		newRecoverCommand(a),
 		newTokensCommand(a),
+		newKeysCommand(a),
 		newListenCommand(a),
 		newVersionCommand(a),
 	)

@@ -111,9 +111,15 @@ func Schema(tb testing.TB) string {
 // Keyring returns a keyring with a new random key.
 func Keyring(tb testing.TB) *secretbox.Keyring {
 	tb.Helper()
+	return secretbox.NewKeyring(Key(tb))
+}
+
+// Key returns a new random encryption key.
+func Key(tb testing.TB) *secretbox.Key {
+	tb.Helper()
 	key, err := secretbox.NewKey(randomBytes(tb, secretbox.KeySize))
 	require.NoError(tb, err)
-	return secretbox.NewKeyring(key)
+	return key
 }
 
 // LoopbackGuard allows loopback addresses, for receivers started by tests.
