@@ -66,12 +66,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// BacklogCollector reports the relay's backlog at each scrape, from the database.
+// BacklogCollector reports, at each scrape and from the database, the relay's
+// backlog, River's jobs by queue and state, disabled subscriptions and secrets
+// about to stop signing.
 type BacklogCollector struct {
-	store   *outbox.Store
-	age     *prometheus.Desc
-	count   *prometheus.Desc
-	timeout time.Duration
+	store    *outbox.Store
+	age      *prometheus.Desc
+	count    *prometheus.Desc
+	jobs     *prometheus.Desc
+	disabled *prometheus.Desc
+	expiring *prometheus.Desc
+	timeout  time.Duration
 }
 
 // NewBacklogCollector returns a collector for store's backlog.
@@ -83,12 +88,21 @@ func NewBacklogCollector(store *outbox.Store) *BacklogCollector {
 			"Age of the oldest event not yet handed to a fan-out job; 0 when there is none.", nil, nil),
 		count: prometheus.NewDesc("outboxd_undispatched_events",
 			"Events not yet handed to a fan-out job (counted up to 100,000).", nil, nil),
+		jobs: prometheus.NewDesc("outboxd_jobs",
+			"River jobs by queue (fanout, delivery) and River state.", []string{"queue", "state"}, nil),
+		disabled: prometheus.NewDesc("outboxd_subscriptions_disabled",
+			"Subscriptions currently disabled (by an operator or automatically).", nil, nil),
+		expiring: prometheus.NewDesc("outboxd_secrets_expiring_soon",
+			"Signing secrets that stop signing within 24 hours (the old side of a rotation).", nil, nil),
 	}
 }
 
 func (c *BacklogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.age
 	ch <- c.count
+	ch <- c.jobs
+	ch <- c.disabled
+	ch <- c.expiring
 }
 
 func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
@@ -101,4 +115,15 @@ func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, backlog.OldestAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(backlog.Undispatched))
+
+	health, err := c.store.Health(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.jobs, err)
+		return
+	}
+	for _, j := range health.Jobs {
+		ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(j.Jobs), j.Queue, j.State)
+	}
+	ch <- prometheus.MustNewConstMetric(c.disabled, prometheus.GaugeValue, float64(health.DisabledSubscriptions))
+	ch <- prometheus.MustNewConstMetric(c.expiring, prometheus.GaugeValue, float64(health.SecretsExpiringSoon))
 }
