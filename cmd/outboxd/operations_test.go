@@ -133,3 +133,51 @@ func TestKeysRotate(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	require.Contains(t, res.stdout, `"resealed":0`)
 }
+
+func TestSubscriptionEditCommands(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	res := b.run(t, "", "subscriptions", "create", "--url", "https://93.184.216.34/hook", "--json")
+	require.Equal(t, 0, res.code, res.stderr)
+	var sub map[string]any
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &sub))
+	id, secret := sub["id"].(string), sub["secret"].(string)
+
+	res = b.run(t, "", "subscriptions", "update", id)
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.stderr, "nothing to change")
+	res = b.run(t, "", "subscriptions", "update", id, "--url", "http://127.0.0.1/hook")
+	require.Equal(t, 1, res.code, "the SSRF check applies to a new URL")
+	require.Contains(t, res.stderr, "loopback")
+	res = b.run(t, "", "subscriptions", "update", id, "--events", "agent.step.*", "--retry-schedule", "1s,5s", "--json")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, `"event_types":["agent.step.*"]`)
+	require.Contains(t, res.stdout, `"retry_schedule":["1s","5s"]`)
+	res = b.run(t, "", "subscriptions", "update", id, "--retry-schedule", "default", "--json")
+	require.NotContains(t, res.stdout, "retry_schedule")
+
+	res = b.run(t, "", "subscriptions", "rotate-secret", id, "--grace", "1h", "--json")
+	require.Equal(t, 0, res.code, res.stderr)
+	var rotated map[string]any
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &rotated))
+	require.NotEqual(t, secret, rotated["secret"])
+	require.True(t, strings.HasPrefix(rotated["secret"].(string), "whsec_"))
+	res = b.run(t, "", "subscriptions", "rotate-secret", id, "--grace", "200h")
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.stderr, "grace")
+
+	res = b.run(t, "", "agents", "webhook", "set", "agent-1", "--url", "https://93.184.216.34/a", "--events", "agent.run.completed")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "created the webhook of agent agent-1")
+	require.Contains(t, res.stdout, "secret (shown only now): whsec_")
+	res = b.run(t, "", "agents", "webhook", "set", "agent-1", "--url", "https://93.184.216.34/b", "--disabled")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "updated")
+	require.NotContains(t, res.stdout, "whsec_")
+	res = b.run(t, "", "agents", "webhook", "get", "agent-1")
+	require.Contains(t, res.stdout, "https://93.184.216.34/b, events *, enabled false")
+	require.Equal(t, 0, b.run(t, "", "agents", "webhook", "delete", "agent-1").code)
+	res = b.run(t, "", "agents", "webhook", "get", "agent-1")
+	require.Equal(t, 1, res.code)
+	require.Equal(t, "outboxd: agent agent-1: webhook not found\n", res.stderr)
+}

@@ -117,6 +117,7 @@ deliveries. Postgres is the only source of truth; River runs the jobs.`,
 		newRecoverCommand(a),
 		newTokensCommand(a),
 		newKeysCommand(a),
+		newAgentsCommand(a),
 		newListenCommand(a),
 		newVersionCommand(a),
 	)

@@ -17,10 +17,11 @@ func newSubscriptionsCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "subscriptions",
 		Aliases: []string{"subscription", "subs"},
-		Short:   "Create, list, test, enable, disable and delete webhook subscriptions",
+		Short:   "Create, list, update, test, enable, disable and delete webhook subscriptions; rotate their secrets",
 	}
 	cmd.AddCommand(newSubscriptionsCreateCommand(a), newSubscriptionsListCommand(a), newSubscriptionsDeleteCommand(a),
-		newSubscriptionsEnableCommand(a, true), newSubscriptionsEnableCommand(a, false), newSubscriptionsTestCommand(a))
+		newSubscriptionsEnableCommand(a, true), newSubscriptionsEnableCommand(a, false), newSubscriptionsTestCommand(a),
+		newSubscriptionsUpdateCommand(a), newSubscriptionsRotateSecretCommand(a))
 	return cmd
 }
 
