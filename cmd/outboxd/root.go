@@ -118,6 +118,7 @@ deliveries. Postgres is the only source of truth; River runs the jobs.`,
 		newTokensCommand(a),
 		newKeysCommand(a),
 		newAgentsCommand(a),
+		newLettaCommand(a),
 		newListenCommand(a),
 		newVersionCommand(a),
 	)
