@@ -42,14 +42,16 @@ func setupIn(t *testing.T, lettaSchema string) *bundle {
 	ctx := context.Background()
 	pool := outboxtest.Pool(t)
 	b := &bundle{ctx: ctx, pool: pool, schema: outboxtest.Schema(t), letta: lettaSchema}
+	drop := "DROP SCHEMA IF EXISTS " + b.letta + " CASCADE"
+	if b.letta == "public" {
+		drop = "DROP TABLE IF EXISTS public.messages, public.steps, public.runs, public.jobs, public.tools_agents, public.tools, public.agents; " +
+			"DROP TYPE IF EXISTS public.stepstatus; DROP SEQUENCE IF EXISTS public.message_seq_id"
+		_, err := pool.Exec(ctx, drop) // what an interrupted earlier run left behind
+		require.NoError(t, err)
+	}
 	_, err := pool.Exec(ctx, lettatest.DDL(b.letta))
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		drop := "DROP SCHEMA IF EXISTS " + b.letta + " CASCADE"
-		if b.letta == "public" {
-			drop = "DROP TABLE public.messages, public.steps, public.runs, public.jobs, public.tools_agents, public.tools, public.agents; " +
-				"DROP TYPE public.stepstatus; DROP SEQUENCE public.message_seq_id"
-		}
 		_, err := pool.Exec(context.WithoutCancel(ctx), drop)
 		require.NoError(t, err)
 	})
