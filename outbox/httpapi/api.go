@@ -245,6 +245,12 @@ func (a *api) subscriptionList(w http.ResponseWriter, r *http.Request) {
 // subscription loads the path's subscription if the principal may see it.
 func (a *api) subscription(w http.ResponseWriter, r *http.Request) (*outbox.Subscription, bool) {
 	sub, err := a.store.SubscriptionGet(r.Context(), r.PathValue("id"))
+	return a.visible(w, r, sub, err)
+}
+
+// visible passes on a loaded subscription the principal may see, and answers
+// 404 (for another organization's too) or the error otherwise.
+func (a *api) visible(w http.ResponseWriter, r *http.Request, sub *outbox.Subscription, err error) (*outbox.Subscription, bool) {
 	if err == nil && !principalFrom(r.Context()).sees(sub.OrganizationID) {
 		err = outbox.ErrNotFound
 	}
@@ -253,6 +259,17 @@ func (a *api) subscription(w http.ResponseWriter, r *http.Request) (*outbox.Subs
 		return nil, false
 	}
 	return sub, true
+}
+
+// seesSubscription reports whether the principal may see what belongs to a
+// subscription (its deliveries, its recoveries); a deleted one only admins see.
+func (a *api) seesSubscription(ctx context.Context, id string) bool {
+	p := principalFrom(ctx)
+	if p.admin {
+		return true
+	}
+	sub, err := a.store.SubscriptionGet(ctx, id)
+	return err == nil && p.sees(sub.OrganizationID)
 }
 
 func (a *api) subscriptionGet(w http.ResponseWriter, r *http.Request) {
@@ -424,13 +441,8 @@ func (a *api) recoveryGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	recovery, err := a.ops.RecoveryGet(r.Context(), id)
-	if err == nil {
-		if p := principalFrom(r.Context()); !p.admin {
-			sub, subErr := a.store.SubscriptionGet(r.Context(), recovery.SubscriptionID)
-			if subErr != nil || !p.sees(sub.OrganizationID) {
-				err = outbox.ErrNotFound
-			}
-		}
+	if err == nil && !a.seesSubscription(r.Context(), recovery.SubscriptionID) {
+		err = outbox.ErrNotFound
 	}
 	if err != nil {
 		a.fail(w, r, err)
@@ -467,14 +479,7 @@ func agentWebhookFrom(sub *outbox.Subscription) *agentWebhook {
 // agentWebhook loads the path agent's webhook if the principal may see it.
 func (a *api) agentWebhook(w http.ResponseWriter, r *http.Request) (*outbox.Subscription, bool) {
 	sub, err := a.store.AgentWebhookGet(r.Context(), r.PathValue("agent_id"))
-	if err == nil && !principalFrom(r.Context()).sees(sub.OrganizationID) {
-		err = outbox.ErrNotFound
-	}
-	if err != nil {
-		a.fail(w, r, err)
-		return nil, false
-	}
-	return sub, true
+	return a.visible(w, r, sub, err)
 }
 
 func (a *api) agentWebhookGet(w http.ResponseWriter, r *http.Request) {
@@ -612,13 +617,8 @@ func (a *api) delivery(w http.ResponseWriter, r *http.Request) (*outbox.Delivery
 		return nil, false
 	}
 	delivery, err := a.store.DeliveryGet(r.Context(), id)
-	if err == nil {
-		if p := principalFrom(r.Context()); !p.admin {
-			sub, subErr := a.store.SubscriptionGet(r.Context(), delivery.SubscriptionID)
-			if subErr != nil || !p.sees(sub.OrganizationID) {
-				err = outbox.ErrNotFound
-			}
-		}
+	if err == nil && !a.seesSubscription(r.Context(), delivery.SubscriptionID) {
+		err = outbox.ErrNotFound
 	}
 	if err != nil {
 		a.fail(w, r, err)
