@@ -145,6 +145,10 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	river.AddWorker(workers, &fanoutWorker{pool: pool, store: c.Store, retrySchedule: c.Delivery.RetrySchedule, metrics: c.Metrics})
 	river.AddWorker(workers, d.delivery)
 	river.AddWorker(workers, &recoveryWorker{store: c.Store, logger: c.Logger.With(slog.String("component", "recovery"))})
+	river.AddWorker(workers, &lettaCallbackWorker{
+		pool: pool, store: c.Store, guard: c.Guard, client: d.delivery.client, config: c.Delivery,
+		logger: c.Logger.With(slog.String("component", "letta_callback")),
+	})
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: c.Store.Schema(),

@@ -70,6 +70,10 @@ func NewStore(db DB, config *StoreConfig) (*Store, error) {
 // Schema is the schema the store works in.
 func (s *Store) Schema() string { return s.schema }
 
+// Keyring is the store's keyring (nil without an encryption key), for the few
+// secrets kept outside subscriptions (Letta's callback secret).
+func (s *Store) Keyring() *secretbox.Keyring { return s.keyring }
+
 // on wraps an executor so queries address the store's schema.
 func (s *Store) on(exec Executor) dbsqlc.DBTX {
 	return &schemaExecutor{exec: exec, schema: s.schema, cache: s.rewrite}

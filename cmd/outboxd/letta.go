@@ -24,6 +24,7 @@ never fails Letta's write.`,
 	var (
 		lettaSchema string
 		events      string
+		callbacks   bool
 	)
 	install := &cobra.Command{
 		Use:   "install --letta-schema SCHEMA [--events TYPES]",
@@ -37,8 +38,14 @@ never fails Letta's write.`,
 				return err
 			}
 			defer pool.Close()
-			config := &letta.Config{Schema: a.schema, LettaSchema: lettaSchema, Events: splitList(events)}
-			if err := letta.Install(cmd.Context(), pool, config); err != nil {
+			config := &letta.Config{Schema: a.schema, LettaSchema: lettaSchema, Events: splitList(events), Callbacks: callbacks}
+			if callbacks {
+				if config.Keyring, err = a.keyring(); err != nil {
+					return err
+				}
+			}
+			result, err := letta.Install(cmd.Context(), pool, config)
+			if err != nil {
 				return err
 			}
 			selected := config.Events
@@ -47,11 +54,18 @@ never fails Letta's write.`,
 			}
 			fmt.Fprintf(a.stdout, "installed Letta triggers v%d on schema %s, publishing into %s: %s\n",
 				letta.Version, lettaSchema, a.schema, strings.Join(selected, ", "))
+			if callbacks {
+				fmt.Fprintln(a.stdout, "run callbacks: delivered by outboxd (retried, signed, SSRF-checked), outcome written back to the run")
+			}
+			if result.CallbackSecret != nil {
+				fmt.Fprintf(a.stdout, "callback signing secret (shown only now): %s\n", result.CallbackSecret)
+			}
 			return nil
 		},
 	}
 	install.Flags().StringVar(&lettaSchema, "letta-schema", "", "schema of Letta's tables: public, or letta in Letta's Docker image (required)")
 	install.Flags().StringVar(&events, "events", "", "comma-separated events to publish (default all)")
+	install.Flags().BoolVar(&callbacks, "callbacks", false, "deliver runs' callback_url callbacks through outboxd (needs OUTBOXD_ENCRYPTION_KEY)")
 	_ = install.MarkFlagRequired("letta-schema")
 
 	var uninstallSchema string

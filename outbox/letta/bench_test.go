@@ -38,7 +38,8 @@ func BenchmarkStepSuccess(b *testing.B) {
 				require.NoError(b, err)
 			})
 			if withTriggers {
-				require.NoError(b, letta.Install(ctx, pool, &letta.Config{Schema: schema, LettaSchema: lettaSchema}))
+				_, err := letta.Install(ctx, pool, &letta.Config{Schema: schema, LettaSchema: lettaSchema})
+				require.NoError(b, err)
 			}
 			_, err = pool.Exec(ctx, fmt.Sprintf(`
 				INSERT INTO %[1]s.agents (id, name, organization_id) VALUES ('agent-1', 'a', 'org-1');

@@ -109,12 +109,13 @@ func TestInstall(t *testing.T) {
 			{&letta.Config{Schema: b.schema, LettaSchema: b.letta, Events: []string{"agent.slept"}}, `unknown Letta event "agent.slept"`},
 			{&letta.Config{Schema: "t_missing_outbox", LettaSchema: b.letta}, "has no outboxd tables"},
 		} {
-			err := letta.Install(b.ctx, b.pool, tt.config)
+			_, err := letta.Install(b.ctx, b.pool, tt.config)
 			require.ErrorContains(t, err, tt.msg)
 		}
 		_, err := b.pool.Exec(b.ctx, "DROP TABLE "+b.letta+".jobs")
 		require.NoError(t, err)
-		require.ErrorContains(t, letta.Install(b.ctx, b.pool, &letta.Config{Schema: b.schema, LettaSchema: b.letta}),
+		_, err = letta.Install(b.ctx, b.pool, &letta.Config{Schema: b.schema, LettaSchema: b.letta})
+		require.ErrorContains(t, err,
 			"lacks Letta's tables jobs")
 		st, err := letta.ReadStatus(b.ctx, b.pool, b.schema)
 		require.NoError(t, err)

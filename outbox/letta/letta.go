@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/secretbox"
+	"github.com/outboxd/outboxd/outbox/signing"
 	lettasql "github.com/outboxd/outboxd/sql/letta"
 )
 
@@ -50,6 +52,19 @@ type Config struct {
 
 	// Events to publish. Defaults to Events (all of them).
 	Events []string
+
+	// Callbacks makes outboxd deliver Letta's run callbacks (callback_url) itself:
+	// at least once, retried, signed, SSRF-checked, with the outcome written back
+	// to the run. Needs Keyring to seal the callbacks' signing secret.
+	Callbacks bool
+	Keyring   *secretbox.Keyring
+}
+
+// InstallResult says what Install did.
+type InstallResult struct {
+	// CallbackSecret signs run callbacks; set only when Install made it (the
+	// first install with Callbacks), to be shown once.
+	CallbackSecret signing.Secret
 }
 
 var lettaSchemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -96,12 +111,13 @@ func lock(ctx context.Context, tx pgx.Tx, schema string) error {
 // Install adds the triggers, or upgrades an older install, in one transaction:
 // on any error nothing changes. Installing again is a no-op apart from the
 // event selection, which it replaces.
-func Install(ctx context.Context, pool *pgxpool.Pool, config *Config) error {
+func Install(ctx context.Context, pool *pgxpool.Pool, config *Config) (*InstallResult, error) {
 	c, err := config.validate()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	result := &InstallResult{}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := lock(ctx, tx, c.Schema); err != nil {
 			return fmt.Errorf("install letta triggers: %w", err)
 		}
@@ -129,8 +145,13 @@ func Install(ctx context.Context, pool *pgxpool.Pool, config *Config) error {
 		if err != nil {
 			return fmt.Errorf("record letta install: %w", err)
 		}
-		return nil
+		result.CallbackSecret, err = enableCallbacks(ctx, tx, c)
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
 }
 
 // checkTables refuses to install where Letta's tables are not.
@@ -220,6 +241,7 @@ type Status struct {
 	LatestVer   int            `json:"latest_version"`
 	LettaSchema string         `json:"letta_schema,omitempty"`
 	Events      []string       `json:"events,omitempty"`
+	Callbacks   bool           `json:"callbacks"`
 	InstalledAt *time.Time     `json:"installed_at,omitempty"`
 	ErrorCount  int64          `json:"error_count"`
 	Errors      []TriggerError `json:"recent_errors"`
@@ -235,7 +257,7 @@ func readInstall(ctx context.Context, q pgx.Tx, schema string) (*Status, error) 
 	}
 	s := &Status{Installed: true, LatestVer: Version}
 	var at time.Time
-	err := q.QueryRow(ctx, "SELECT version, letta_schema, events, installed_at FROM "+schema+".letta_install").Scan(&s.Version, &s.LettaSchema, &s.Events, &at)
+	err := q.QueryRow(ctx, "SELECT version, letta_schema, events, installed_at, callbacks FROM "+schema+".letta_install").Scan(&s.Version, &s.LettaSchema, &s.Events, &at, &s.Callbacks)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

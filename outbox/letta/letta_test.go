@@ -60,7 +60,8 @@ func setupIn(t *testing.T, lettaSchema string) *bundle {
 
 func (b *bundle) install(t *testing.T, events ...string) {
 	t.Helper()
-	require.NoError(t, letta.Install(b.ctx, b.pool, &letta.Config{Schema: b.schema, LettaSchema: b.letta, Events: events}))
+	_, err := letta.Install(b.ctx, b.pool, &letta.Config{Schema: b.schema, LettaSchema: b.letta, Events: events})
+	require.NoError(t, err)
 }
 
 // lettaTx runs statements the way Letta does: one transaction, with search_path

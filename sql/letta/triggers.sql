@@ -19,6 +19,13 @@ CREATE TABLE IF NOT EXISTS {{outbox}}.letta_install (
     installed_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Run callbacks (install --callbacks): the signing secret is sealed by outboxd with
+-- its encryption key (associated data "letta-callbacks"), never stored in clear.
+ALTER TABLE {{outbox}}.letta_install
+    ADD COLUMN IF NOT EXISTS callbacks boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS callback_key_id text,
+    ADD COLUMN IF NOT EXISTS callback_secret bytea;
+
 CREATE TABLE IF NOT EXISTS {{outbox}}.letta_trigger_errors (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at timestamptz NOT NULL DEFAULT now(),
@@ -127,6 +134,31 @@ BEGIN
             'error', left(NEW.metadata_::jsonb ->> 'error', 500),
             'ttft_ns', NEW.ttft_ns,
             'total_duration_ns', NEW.total_duration_ns));
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM {{outbox}}.letta_record_error(TG_TABLE_NAME, TG_OP, SQLSTATE, SQLERRM);
+    END;
+    RETURN NULL;
+END
+$$;
+
+-- runs with a callback_url: when a run first reaches a terminal status, a River
+-- job (outboxd.letta_callback) is inserted in Letta's transaction; the daemon
+-- POSTs Letta's callback body, signed and retried, and writes the outcome back to
+-- the run's callback_* columns (which does not fire the status triggers).
+CREATE OR REPLACE FUNCTION {{outbox}}.letta_run_callback() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.callback_url IS NULL OR NEW.status NOT IN ('completed', 'failed', 'cancelled')
+        OR (TG_OP = 'UPDATE' AND OLD.status IN ('completed', 'failed', 'cancelled')) THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        IF EXISTS (SELECT 1 FROM {{outbox}}.letta_install AS i WHERE i.callbacks) THEN
+            INSERT INTO {{outbox}}.river_job (args, kind, max_attempts, queue)
+            VALUES (jsonb_build_object('letta_schema', '{{letta}}', 'run_id', NEW.id), 'outboxd.letta_callback', 8, 'delivery');
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         PERFORM {{outbox}}.letta_record_error(TG_TABLE_NAME, TG_OP, SQLSTATE, SQLERRM);
     END;
@@ -295,6 +327,9 @@ CREATE TRIGGER outboxd_steps AFTER INSERT OR UPDATE OF status ON {{letta}}.steps
 DROP TRIGGER IF EXISTS outboxd_runs ON {{letta}}.runs;
 CREATE TRIGGER outboxd_runs AFTER INSERT OR UPDATE OF status ON {{letta}}.runs
     FOR EACH ROW EXECUTE FUNCTION {{outbox}}.letta_runs();
+DROP TRIGGER IF EXISTS outboxd_run_callback ON {{letta}}.runs;
+CREATE TRIGGER outboxd_run_callback AFTER INSERT OR UPDATE OF status ON {{letta}}.runs
+    FOR EACH ROW EXECUTE FUNCTION {{outbox}}.letta_run_callback();
 DROP TRIGGER IF EXISTS outboxd_jobs ON {{letta}}.jobs;
 CREATE TRIGGER outboxd_jobs AFTER INSERT OR UPDATE OF status ON {{letta}}.jobs
     FOR EACH ROW EXECUTE FUNCTION {{outbox}}.letta_jobs();

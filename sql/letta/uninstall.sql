@@ -3,12 +3,14 @@
 -- already published stay in the outbox.
 DROP TRIGGER IF EXISTS outboxd_steps ON {{letta}}.steps;
 DROP TRIGGER IF EXISTS outboxd_runs ON {{letta}}.runs;
+DROP TRIGGER IF EXISTS outboxd_run_callback ON {{letta}}.runs;
 DROP TRIGGER IF EXISTS outboxd_jobs ON {{letta}}.jobs;
 DROP TRIGGER IF EXISTS outboxd_tool_attached ON {{letta}}.tools_agents;
 DROP TRIGGER IF EXISTS outboxd_tool_detached ON {{letta}}.tools_agents;
 DROP TRIGGER IF EXISTS outboxd_messages ON {{letta}}.messages;
 DROP FUNCTION IF EXISTS {{outbox}}.letta_steps();
 DROP FUNCTION IF EXISTS {{outbox}}.letta_runs();
+DROP FUNCTION IF EXISTS {{outbox}}.letta_run_callback();
 DROP FUNCTION IF EXISTS {{outbox}}.letta_jobs();
 DROP FUNCTION IF EXISTS {{outbox}}.letta_tool_attached();
 DROP FUNCTION IF EXISTS {{outbox}}.letta_tool_detached();
