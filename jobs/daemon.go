@@ -149,6 +149,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		pool: pool, store: c.Store, guard: c.Guard, client: d.delivery.client, config: c.Delivery,
 		logger: c.Logger.With(slog.String("component", "letta_callback")),
 	})
+	river.AddWorker(workers, &lettaAgentWebhookWorker{pool: pool, store: c.Store})
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: c.Store.Schema(),

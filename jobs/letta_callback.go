@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,6 +89,78 @@ func (w *lettaCallbackWorker) Work(ctx context.Context, job *river.Job[LettaCall
 	}
 	if msg != "" {
 		return fmt.Errorf("run %s callback: %s", args.RunID, msg)
+	}
+	return nil
+}
+
+// LettaAgentWebhookArgs are inserted by the agent-webhook trigger (sql/letta).
+type LettaAgentWebhookArgs struct {
+	LettaSchema string `json:"letta_schema"`
+	AgentID     string `json:"agent_id"`
+}
+
+// Kind is the River job kind.
+func (LettaAgentWebhookArgs) Kind() string { return letta.AgentWebhookKind }
+
+// lettaAgentWebhookWorker makes an agent's webhook subscription match the
+// webhook_* columns of its Letta row, as they are when it runs (so a burst of
+// changes settles on the last): created, updated, disabled, or deleted with the
+// agent or its URL. The secret is sealed on outboxd's side like any other.
+type lettaAgentWebhookWorker struct {
+	river.WorkerDefaults[LettaAgentWebhookArgs]
+	pool  *pgxpool.Pool
+	store *outbox.Store
+}
+
+func (w *lettaAgentWebhookWorker) Work(ctx context.Context, job *river.Job[LettaAgentWebhookArgs]) error {
+	args := job.Args
+	want, err := letta.LoadAgentWebhook(ctx, w.pool, args.LettaSchema, args.AgentID)
+	if err != nil {
+		return err
+	}
+	current, err := w.store.AgentWebhookGet(ctx, args.AgentID)
+	if err != nil && !errors.Is(err, outbox.ErrNotFound) {
+		return err
+	}
+	if want == nil {
+		if current != nil {
+			if err := w.store.SubscriptionDelete(ctx, current.ID); err != nil && !errors.Is(err, outbox.ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	}
+
+	params := &outbox.AgentWebhookPutParams{
+		AgentID: args.AgentID, OrganizationID: want.OrgID, URL: want.URL, EventTypes: want.Events, Enabled: &want.Enabled,
+	}
+	if want.Secret != "" {
+		secret := signing.Secret(want.Secret)
+		if strings.HasPrefix(want.Secret, "whsec_") {
+			if secret, err = signing.ParseSecret(want.Secret); err != nil {
+				return river.JobCancel(fmt.Errorf("agent %s webhook_secret: %w", args.AgentID, err))
+			}
+		}
+		params.Secret = secret
+		if current != nil {
+			// Keep an unchanged secret: replacing it would end the old one at once.
+			target, err := w.store.DeliveryTarget(ctx, "", current.ID)
+			if err != nil {
+				return err
+			}
+			for _, s := range target.Secrets {
+				if bytes.Equal(s, secret) {
+					params.Secret = nil
+				}
+			}
+		}
+	}
+	if _, err := w.store.AgentWebhookPut(ctx, params); err != nil {
+		var validation *outbox.ValidationError
+		if errors.As(err, &validation) {
+			return river.JobCancel(fmt.Errorf("agent %s webhook: %w", args.AgentID, err))
+		}
+		return err
 	}
 	return nil
 }

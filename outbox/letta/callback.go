@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -139,4 +140,58 @@ func enableCallbacks(ctx context.Context, tx pgx.Tx, c *Config) (signing.Secret,
 		return nil, fmt.Errorf("enable callbacks: %w", err)
 	}
 	return secret, nil
+}
+
+// AgentWebhookKind is the River job kind the agent-webhook trigger inserts.
+const AgentWebhookKind = "outboxd.letta_agent_webhook"
+
+// AgentWebhook is what an agent's webhook columns say; nil from LoadAgentWebhook
+// means the agent is gone or has no webhook_url.
+type AgentWebhook struct {
+	URL     string
+	Secret  string // as Letta stores it; empty for none
+	Events  []string
+	Enabled bool
+	OrgID   string
+}
+
+// LoadAgentWebhook reads an agent's webhook columns. webhook_events may be a
+// json/jsonb array, a text[] or comma-separated text.
+func LoadAgentWebhook(ctx context.Context, pool *pgxpool.Pool, lettaSchema, agentID string) (*AgentWebhook, error) {
+	if !lettaSchemaPattern.MatchString(lettaSchema) {
+		return nil, fmt.Errorf("letta schema %q: invalid", lettaSchema)
+	}
+	var (
+		url, secret, org *string
+		events           []byte
+		enabled          *bool
+	)
+	err := pool.QueryRow(ctx, `SELECT webhook_url, webhook_secret, to_jsonb(webhook_events), webhook_enabled, organization_id
+		FROM `+lettaSchema+`.agents WHERE id = $1`, agentID).Scan(&url, &secret, &events, &enabled, &org)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (url == nil || *url == "")) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load agent %s webhook: %w", agentID, err)
+	}
+	w := &AgentWebhook{URL: *url, Enabled: enabled == nil || *enabled}
+	if secret != nil {
+		w.Secret = *secret
+	}
+	if org != nil {
+		w.OrgID = *org
+	}
+	var list []string
+	if json.Unmarshal(events, &list) != nil {
+		var text string
+		if json.Unmarshal(events, &text) == nil {
+			for _, e := range strings.Split(text, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					list = append(list, e)
+				}
+			}
+		}
+	}
+	w.Events = list
+	return w, nil
 }

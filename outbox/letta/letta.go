@@ -139,6 +139,9 @@ func Install(ctx context.Context, pool *pgxpool.Pool, config *Config) (*InstallR
 		if _, err := tx.Exec(ctx, script); err != nil {
 			return fmt.Errorf("install letta triggers: %w", err)
 		}
+		if err := installAgentWebhooks(ctx, tx, c); err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `INSERT INTO `+c.Schema+`.letta_install (version, letta_schema, events) VALUES ($1, $2, $3)
 			ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, letta_schema = EXCLUDED.letta_schema,
 				events = EXCLUDED.events, installed_at = now()`, Version, c.LettaSchema, c.Events)
@@ -152,6 +155,32 @@ func Install(ctx context.Context, pool *pgxpool.Pool, config *Config) (*InstallR
 		return nil, err
 	}
 	return result, nil
+}
+
+// agentWebhookColumns are the per-agent webhook columns some Letta builds carry.
+var agentWebhookColumns = []string{"webhook_url", "webhook_secret", "webhook_events", "webhook_enabled"}
+
+// installAgentWebhooks syncs agents' webhook columns into subscriptions when
+// Letta's agents table has them.
+func installAgentWebhooks(ctx context.Context, tx pgx.Tx, c *Config) error {
+	var found int
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns
+		WHERE table_schema = $1 AND table_name = 'agents' AND column_name = ANY($2)`, c.LettaSchema, agentWebhookColumns).Scan(&found)
+	if err != nil {
+		return fmt.Errorf("look for agent webhook columns: %w", err)
+	}
+	if found != len(agentWebhookColumns) {
+		_, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS outboxd_agent_webhook ON "+c.LettaSchema+".agents")
+		return err
+	}
+	script, err := render("agent_webhooks.sql", c)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, script); err != nil {
+		return fmt.Errorf("install agent webhook sync: %w", err)
+	}
+	return nil
 }
 
 // checkTables refuses to install where Letta's tables are not.
