@@ -1,18 +1,14 @@
 package letta_test
 
 import (
-	"context"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outboxd/outboxd/jobs"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/outbox/letta"
 	"github.com/outboxd/outboxd/outbox/outboxtest"
@@ -28,29 +24,8 @@ func TestAgentWebhookColumnsKeepASubscriptionInSync(t *testing.T) {
 	require.NoError(t, err)
 	b.install(t)
 
-	received := make(chan *http.Request, 10)
-	bodies := make(chan []byte, 10)
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		received <- r
-		bodies <- body
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(receiver.Close)
-
-	store, err := outbox.NewStore(b.pool, &outbox.StoreConfig{Schema: b.schema, Keyring: outboxtest.Keyring(t), Guard: outboxtest.LoopbackGuard()})
-	require.NoError(t, err)
-	daemon, err := jobs.NewDaemon(outboxtest.NewPool(t, 6), &jobs.Config{
-		Store: store, Guard: outboxtest.LoopbackGuard(), FetchPollInterval: 20 * time.Millisecond,
-		Relay: jobs.RelayConfig{PollInterval: 20 * time.Millisecond},
-	})
-	require.NoError(t, err)
-	require.NoError(t, daemon.Start(b.ctx))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, daemon.Stop(ctx))
-	})
+	rcv := newReceiver(t, func(int64) int { return http.StatusNoContent })
+	store := b.startDaemon(t, outboxtest.Keyring(t))
 	subscription := func() *outbox.Subscription {
 		sub, err := store.AgentWebhookGet(b.ctx, "agent-1")
 		if errors.Is(err, outbox.ErrNotFound) {
@@ -62,24 +37,20 @@ func TestAgentWebhookColumnsKeepASubscriptionInSync(t *testing.T) {
 
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	b.lettaTx(t, `INSERT INTO agents (id, name, organization_id, webhook_url, webhook_secret, webhook_events)
-		VALUES ('agent-1', 'helper', 'org-1', '`+receiver.URL+`', '`+secret+`', '["agent.run.completed"]')`,
+		VALUES ('agent-1', 'helper', 'org-1', '`+rcv.server.URL+`', '`+secret+`', '["agent.run.completed"]')`,
 		`INSERT INTO runs (id, status, agent_id, organization_id) VALUES ('run-1', 'created', 'agent-1', 'org-1')`)
 	require.Eventually(t, func() bool { return subscription() != nil }, 15*time.Second, 20*time.Millisecond)
 	sub := subscription()
-	require.Equal(t, receiver.URL, sub.URL)
+	require.Equal(t, rcv.server.URL, sub.URL)
 	require.Equal(t, []string{"agent.run.completed"}, sub.EventTypes)
 	require.Equal(t, "org-1", sub.OrganizationID)
 
 	// The agent's events reach the webhook, signed with the agent's secret.
 	b.lettaTx(t, `UPDATE runs SET status = 'completed' WHERE id = 'run-1'`)
-	select {
-	case req := <-received:
-		verifier, err := standardwebhooks.NewWebhook(secret)
-		require.NoError(t, err)
-		require.NoError(t, verifier.Verify(<-bodies, req.Header))
-	case <-time.After(15 * time.Second):
-		t.Fatal("the agent's webhook got nothing")
-	}
+	req := rcv.next(t)
+	verifier, err := standardwebhooks.NewWebhook(secret)
+	require.NoError(t, err)
+	require.NoError(t, verifier.Verify(req.body, req.header))
 
 	// Disabling, then removing the URL.
 	b.lettaTx(t, `UPDATE agents SET webhook_enabled = false WHERE id = 'agent-1'`)

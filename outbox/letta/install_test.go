@@ -1,18 +1,14 @@
 package letta_test
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/outboxd/outboxd/jobs"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/outbox/letta"
 	"github.com/outboxd/outboxd/outbox/outboxtest"
@@ -145,39 +141,17 @@ func TestLettaEventDeliveredEndToEnd(t *testing.T) {
 	b.install(t)
 	b.seedAgent(t)
 
-	received := make(chan *http.Request, 10)
-	bodies := make(chan []byte, 10)
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		received <- r
-		bodies <- body
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(server.Close)
-
-	store, err := outbox.NewStore(b.pool, &outbox.StoreConfig{Schema: b.schema, Keyring: outboxtest.Keyring(t), Guard: outboxtest.LoopbackGuard()})
+	rcv := newReceiver(t, func(int64) int { return http.StatusNoContent })
+	keyring := outboxtest.Keyring(t)
+	store := b.startDaemon(t, keyring)
+	sub, err := store.SubscriptionCreate(b.ctx, &outbox.SubscriptionCreateParams{URL: rcv.server.URL, AgentID: "agent-1", EventTypes: []string{"agent.run.completed"}})
 	require.NoError(t, err)
-	sub, err := store.SubscriptionCreate(b.ctx, &outbox.SubscriptionCreateParams{URL: server.URL, AgentID: "agent-1", EventTypes: []string{"agent.run.completed"}})
-	require.NoError(t, err)
-	daemon, err := jobs.NewDaemon(outboxtest.NewPool(t, 6), &jobs.Config{Store: store, Guard: outboxtest.LoopbackGuard(), Relay: jobs.RelayConfig{PollInterval: 20 * time.Millisecond}})
-	require.NoError(t, err)
-	require.NoError(t, daemon.Start(b.ctx))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, daemon.Stop(ctx))
-	})
 
 	b.lettaTx(t, `UPDATE runs SET status = 'completed', stop_reason = 'end_turn' WHERE id = 'run-1'`)
-	select {
-	case req := <-received:
-		body := <-bodies
-		verifier, err := standardwebhooks.NewWebhook(sub.Secret.String())
-		require.NoError(t, err)
-		require.NoError(t, verifier.Verify(body, req.Header))
-		require.Contains(t, string(body), `"type":"agent.run.completed"`)
-		require.Contains(t, string(body), `"run_id":"run-1"`)
-	case <-time.After(15 * time.Second):
-		t.Fatal("the webhook did not arrive")
-	}
+	req := rcv.next(t)
+	verifier, err := standardwebhooks.NewWebhook(sub.Secret.String())
+	require.NoError(t, err)
+	require.NoError(t, verifier.Verify(req.body, req.header))
+	require.Contains(t, string(req.body), `"type":"agent.run.completed"`)
+	require.Contains(t, string(req.body), `"run_id":"run-1"`)
 }

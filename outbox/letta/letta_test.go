@@ -6,16 +6,24 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outboxd/outboxd/jobs"
+	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/outbox/letta"
 	"github.com/outboxd/outboxd/outbox/letta/lettatest"
 	"github.com/outboxd/outboxd/outbox/outboxtest"
+	"github.com/outboxd/outboxd/outbox/secretbox"
 )
 
 type bundle struct {
@@ -113,4 +121,64 @@ func (b *bundle) drain(t *testing.T) []published {
 		events[i] = r.published
 	}
 	return events
+}
+
+// startDaemon runs a daemon on the bundle's outboxd schema, with loopback allowed
+// and fast polling, and returns its store.
+func (b *bundle) startDaemon(t *testing.T, keyring *secretbox.Keyring) *outbox.Store {
+	t.Helper()
+	store, err := outbox.NewStore(b.pool, &outbox.StoreConfig{Schema: b.schema, Keyring: keyring, Guard: outboxtest.LoopbackGuard()})
+	require.NoError(t, err)
+	daemon, err := jobs.NewDaemon(outboxtest.NewPool(t, 6), &jobs.Config{
+		Store: store, Guard: outboxtest.LoopbackGuard(), FetchPollInterval: 20 * time.Millisecond,
+		Relay: jobs.RelayConfig{PollInterval: 20 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	require.NoError(t, daemon.Start(b.ctx))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, daemon.Stop(ctx))
+	})
+	return store
+}
+
+// request is one request a receiver got.
+type request struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is a loopback webhook receiver; respond gives the n-th answer (1-based).
+type receiver struct {
+	server   *httptest.Server
+	requests chan request
+	count    atomic.Int64
+}
+
+func newReceiver(t *testing.T, respond func(n int64) int) *receiver {
+	t.Helper()
+	rcv := &receiver{requests: make(chan request, 100)}
+	rcv.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		status := respond(rcv.count.Add(1))
+		if status < 300 {
+			rcv.requests <- request{header: r.Header.Clone(), body: body}
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(rcv.server.Close)
+	return rcv
+}
+
+// next waits for the next accepted request.
+func (r *receiver) next(t *testing.T) request {
+	t.Helper()
+	select {
+	case req := <-r.requests:
+		return req
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the receiver got nothing in time (%d requests)", r.count.Load())
+		return request{}
+	}
 }
