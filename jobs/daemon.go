@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -77,11 +78,17 @@ type Config struct {
 	// DeadRetention keeps dead and cancelled deliveries this long, so they can be
 	// inspected and retried. Defaults to 7 days.
 	DeadRetention time.Duration
+
+	// Redis, if set, wakes the relay when a producer PUBLISHes to the wake channel
+	// (outbox.WakeChannel) after committing. Optional: without it, or while it is
+	// down, the relay polls.
+	Redis *redis.Client
 }
 
 // Daemon is one outboxd worker process's machinery: the relay and River's fan-out
 // and delivery queues.
 type Daemon struct {
+	redis    *redisWaker
 	config   Config
 	logger   *slog.Logger
 	pool     *pgxpool.Pool
@@ -172,6 +179,9 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	}
 	d.client = client
 	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Metrics)
+	if c.Redis != nil {
+		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, c.Logger)
+	}
 	return d, nil
 }
 
@@ -191,6 +201,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.relay.Start(ctx); err != nil {
 		return err
 	}
+	if d.redis != nil {
+		d.redis.start(ctx)
+	}
 	d.logger.InfoContext(ctx, "daemon started",
 		slog.String("schema", d.config.Store.Schema()),
 		slog.Int("delivery_workers", d.config.DeliveryWorkers),
@@ -203,6 +216,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 // until ctx is done, then cancels the rest, which River returns to the queue
 // without counting the attempt.
 func (d *Daemon) Stop(ctx context.Context) error {
+	if d.redis != nil {
+		d.redis.stop()
+	}
 	d.relay.Stop()
 	err := d.client.Stop(ctx)
 	if err == nil {
@@ -233,6 +249,17 @@ func (d *Daemon) Ready(ctx context.Context) error {
 	case <-d.client.Stopped():
 		return errors.New("river client stopped")
 	default:
+	}
+	return nil
+}
+
+// Degraded lists what works less well than it could without stopping the daemon
+// from doing its job (Redis wake-ups down: the relay polls). Empty when all is well.
+func (d *Daemon) Degraded(context.Context) []string {
+	if d.redis != nil {
+		if reason := d.redis.degraded(); reason != "" {
+			return []string{reason}
+		}
 	}
 	return nil
 }

@@ -12,19 +12,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"riverqueue.com/riverui"
 
 	"github.com/outboxd/outboxd/jobs"
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/outbox/httpapi"
-	"riverqueue.com/riverui"
 )
 
 type runFlags struct {
 	httpAddr            string
 	allowPrivateTargets string
 	apiTokenFile        string
+	redisURL            string
 	migrate             bool
 
 	deliveryWorkers int
@@ -68,6 +70,7 @@ Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
 	flags := cmd.Flags()
 	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address for /healthz, /readyz and /metrics")
 	flags.StringVar(&f.allowPrivateTargets, "allow-private-targets", "", "CIDR prefixes that webhooks may reach although private, loopback or link-local, e.g. 127.0.0.0/8 (default none)")
+	flags.StringVar(&f.redisURL, "redis-url", "", "optional Redis (redis://host:6379/0) whose wake channel, <schema>.wake, producers may PUBLISH to after committing for lower latency")
 	flags.StringVar(&f.apiTokenFile, "api-token-file", "", "file of admin API tokens, one per line, besides OUTBOXD_API_TOKEN")
 	flags.BoolVar(&f.migrate, "migrate", false, "apply pending migrations before starting")
 	flags.IntVar(&f.deliveryWorkers, "delivery-workers", jobs.DeliveryWorkersDefault, "deliveries in flight at once")
@@ -85,6 +88,7 @@ Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
 	flags.DurationVar(&f.deadRetention, "dead-retention", jobs.DeadRetentionDefault, "keep dead and cancelled deliveries this long")
 	flags.DurationVar(&f.shutdownTimeout, "shutdown-timeout", jobs.ShutdownTimeoutDefault, "on SIGTERM, how long in-flight deliveries may finish before they are handed back")
 	a.bindEnv(flags, "http-addr", "OUTBOXD_HTTP_ADDR")
+	a.bindEnv(flags, "redis-url", "OUTBOXD_REDIS_URL")
 	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")
 	a.bindEnv(flags, "delivery-workers", "OUTBOXD_DELIVERY_WORKERS")
 	return cmd
@@ -134,6 +138,17 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 			a.schema, versions.RiverCurrent, versions.RiverLatest, versions.OutboxdCurrent, versions.OutboxdLatest)
 	}
 
+	var redisClient *redis.Client
+	if f.redisURL != "" {
+		options, err := redis.ParseURL(f.redisURL)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		redisClient = redis.NewClient(options)
+		defer redisClient.Close()
+		logger.InfoContext(ctx, "redis wake-ups enabled", slog.String("redis", options.Addr))
+	}
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registry.MustRegister(jobs.NewBacklogCollector(store))
@@ -160,6 +175,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		RescueStuckJobsAfter: f.rescueAfter,
 		CompletedRetention:   f.completedRetention,
 		DeadRetention:        f.deadRetention,
+		Redis:                redisClient,
 	})
 	if err != nil {
 		return err
@@ -192,6 +208,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		Handler: httpapi.NewHandler(&httpapi.Config{
 			Logger:            logger,
 			Ready:             daemon.Ready,
+			Degraded:          daemon.Degraded,
 			Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 			Store:             store,
 			Operations:        daemon.Operations(),

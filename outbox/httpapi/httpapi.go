@@ -27,6 +27,10 @@ type Config struct {
 	// the error while it returns one. Nil means always ready.
 	Ready func(ctx context.Context) error
 
+	// Degraded lists what works less well than it should without making the
+	// daemon unready (Redis wake-ups down); /readyz shows it. Nil means nothing.
+	Degraded func(ctx context.Context) []string
+
 	// Metrics serves /metrics. Nil leaves /metrics unserved.
 	Metrics http.Handler
 
@@ -72,7 +76,13 @@ func NewHandler(config *Config) http.Handler {
 				return
 			}
 		}
-		writeJSON(w, logger, http.StatusOK, map[string]string{"status": "ready"})
+		body := map[string]any{"status": "ready"}
+		if config.Degraded != nil {
+			if degraded := config.Degraded(r.Context()); len(degraded) > 0 {
+				body["status"], body["degraded"] = "degraded", degraded
+			}
+		}
+		writeJSON(w, logger, http.StatusOK, body)
 	})
 	if config.Metrics != nil {
 		mux.Handle("GET /metrics", config.Metrics)

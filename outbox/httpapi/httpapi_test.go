@@ -26,8 +26,10 @@ func TestHealthAndReadiness(t *testing.T) {
 	t.Parallel()
 
 	var readyErr error
+	var degraded []string
 	h := httpapi.NewHandler(&httpapi.Config{
-		Ready: func(context.Context) error { return readyErr },
+		Ready:    func(context.Context) error { return readyErr },
+		Degraded: func(context.Context) []string { return degraded },
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = io.WriteString(w, "outboxd_up 1\n")
 		}),
@@ -40,6 +42,11 @@ func TestHealthAndReadiness(t *testing.T) {
 	code, body = get(t, h, "/readyz")
 	require.Equal(t, http.StatusOK, code)
 	require.JSONEq(t, `{"status":"ready"}`, body)
+
+	degraded = []string{"redis wake-ups: connection refused (the relay polls instead)"}
+	code, body = get(t, h, "/readyz")
+	require.Equal(t, http.StatusOK, code, "degraded is still ready")
+	require.JSONEq(t, `{"status":"degraded","degraded":["redis wake-ups: connection refused (the relay polls instead)"]}`, body)
 
 	readyErr = errors.New("database: connection refused")
 	code, body = get(t, h, "/readyz")
