@@ -79,6 +79,10 @@ type Config struct {
 	// inspected and retried. Defaults to 7 days.
 	DeadRetention time.Duration
 
+	// EventRetention keeps events this long, and then only until all their
+	// deliveries are final. Defaults to 7 days.
+	EventRetention time.Duration
+
 	// Redis, if set, wakes the relay when a producer PUBLISHes to the wake channel
 	// (outbox.WakeChannel) after committing. Optional: without it, or while it is
 	// down, the relay polls.
@@ -131,6 +135,9 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	if c.DeadRetention <= 0 {
 		c.DeadRetention = DeadRetentionDefault
 	}
+	if c.EventRetention <= 0 {
+		c.EventRetention = EventRetentionDefault
+	}
 	deliveryTimeout := c.Delivery.jobTimeout()
 	if c.RescueStuckJobsAfter <= 0 {
 		c.RescueStuckJobsAfter = deliveryTimeout + rescueMarginDefault
@@ -157,6 +164,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		logger: c.Logger.With(slog.String("component", "letta_callback")),
 	})
 	river.AddWorker(workers, &lettaAgentWebhookWorker{pool: pool, store: c.Store})
+	river.AddWorker(workers, &pruneWorker{store: c.Store, retention: c.EventRetention, logger: c.Logger.With(slog.String("component", "retention")), now: time.Now})
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: c.Store.Schema(),
@@ -165,7 +173,10 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 			QueueFanout:   {MaxWorkers: c.FanoutWorkers},
 			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
 		},
-		Workers:                     workers,
+		Workers: workers,
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(pruneInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "outboxd.prune_events", RunOnStart: true})},
 		FetchCooldown:               c.FetchCooldown,
 		FetchPollInterval:           c.FetchPollInterval,
 		JobTimeout:                  deliveryTimeout, // the fan-out worker sets its own

@@ -382,3 +382,13 @@ func (s *Store) SubscriptionSecretRotate(ctx context.Context, subscriptionID str
 	}
 	return result, nil
 }
+
+// EventsPrune deletes up to limit events created before before whose deliveries
+// are all final, and returns how many it deleted.
+func (s *Store) EventsPrune(ctx context.Context, before time.Time, limit int) (int64, error) {
+	n, err := s.queries.EventsPrune(ctx, s.on(s.db), &dbsqlc.EventsPruneParams{Before: before, Max: int32(min(max(limit, 1), 10_000))}) //nolint:gosec // bounded
+	if err != nil {
+		return 0, translateError("prune events", err)
+	}
+	return n, nil
+}

@@ -44,6 +44,7 @@ type runFlags struct {
 	rescueAfter        time.Duration
 	completedRetention time.Duration
 	deadRetention      time.Duration
+	eventRetention     time.Duration
 	shutdownTimeout    time.Duration
 }
 
@@ -86,6 +87,7 @@ Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
 	flags.DurationVar(&f.rescueAfter, "rescue-stuck-after", 0, "retry jobs still running after this long, presuming their daemon died; must exceed --request-timeout + 10s (default: that + 1m)")
 	flags.DurationVar(&f.completedRetention, "completed-retention", jobs.CompletedRetentionDefault, "keep delivered deliveries this long")
 	flags.DurationVar(&f.deadRetention, "dead-retention", jobs.DeadRetentionDefault, "keep dead and cancelled deliveries this long")
+	flags.DurationVar(&f.eventRetention, "event-retention", jobs.EventRetentionDefault, "keep events this long, and then until all their deliveries are final")
 	flags.DurationVar(&f.shutdownTimeout, "shutdown-timeout", jobs.ShutdownTimeoutDefault, "on SIGTERM, how long in-flight deliveries may finish before they are handed back")
 	a.bindEnv(flags, "http-addr", "OUTBOXD_HTTP_ADDR")
 	a.bindEnv(flags, "redis-url", "OUTBOXD_REDIS_URL")
@@ -175,6 +177,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		RescueStuckJobsAfter: f.rescueAfter,
 		CompletedRetention:   f.completedRetention,
 		DeadRetention:        f.deadRetention,
+		EventRetention:       f.eventRetention,
 		Redis:                redisClient,
 	})
 	if err != nil {

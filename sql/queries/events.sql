@@ -84,3 +84,23 @@ WHERE (sqlc.narg(organization_id)::text IS NULL OR organization_id = sqlc.narg(o
     AND (sqlc.narg(before_seq)::bigint IS NULL OR id < sqlc.narg(before_seq))
 ORDER BY id DESC
 LIMIT @max;
+
+-- name: EventsPrune :execrows
+-- Retention: deletes up to @max events created before @before whose deliveries
+-- are all final (delivered, dead or cancelled), oldest first. Events still waiting
+-- for the relay or with a delivery in progress are kept, however old.
+DELETE FROM outbox.events AS e
+WHERE e.id IN (
+    SELECT old.id
+    FROM outbox.events AS old
+    WHERE old.created_at < @before
+        AND old.fanned_out_at IS NOT NULL
+        AND NOT EXISTS (
+            SELECT 1 FROM outbox.river_job AS j
+            WHERE j.kind = 'outboxd.delivery'
+                AND j.args @> jsonb_build_object('event_id', old.event_id)
+                AND j.state NOT IN ('completed', 'discarded', 'cancelled')
+        )
+    ORDER BY old.id
+    LIMIT @max
+);

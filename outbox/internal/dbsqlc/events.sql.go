@@ -8,6 +8,7 @@ package dbsqlc
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 const eventBacklog = `-- name: EventBacklog :one
@@ -257,6 +258,40 @@ func (q *Queries) EventPublish(ctx context.Context, db DBTX, arg *EventPublishPa
 		&i.FannedOutAt,
 	)
 	return &i, err
+}
+
+const eventsPrune = `-- name: EventsPrune :execrows
+DELETE FROM outbox.events AS e
+WHERE e.id IN (
+    SELECT old.id
+    FROM outbox.events AS old
+    WHERE old.created_at < $1
+        AND old.fanned_out_at IS NOT NULL
+        AND NOT EXISTS (
+            SELECT 1 FROM outbox.river_job AS j
+            WHERE j.kind = 'outboxd.delivery'
+                AND j.args @> jsonb_build_object('event_id', old.event_id)
+                AND j.state NOT IN ('completed', 'discarded', 'cancelled')
+        )
+    ORDER BY old.id
+    LIMIT $2
+)
+`
+
+type EventsPruneParams struct {
+	Before time.Time
+	Max    int32
+}
+
+// Retention: deletes up to @max events created before @before whose deliveries
+// are all final (delivered, dead or cancelled), oldest first. Events still waiting
+// for the relay or with a delivery in progress are kept, however old.
+func (q *Queries) EventsPrune(ctx context.Context, db DBTX, arg *EventsPruneParams) (int64, error) {
+	result, err := db.Exec(ctx, eventsPrune, arg.Before, arg.Max)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const wake = `-- name: Wake :exec
