@@ -178,6 +178,16 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	case len(target.Secrets) == 0:
 		return w.retryLater(job, target, 0, fmt.Errorf("subscription %s has no active signing secret", job.Args.SubscriptionID))
 	}
+	if target.RateLimit > 0 {
+		allowed, wait, err := w.store.RateLimitTake(ctx, target.SubscriptionID)
+		if err != nil {
+			return err
+		}
+		if !allowed {
+			// Deferred, not failed: snoozing spends no attempt.
+			return river.JobSnooze(max(wait, 10*time.Millisecond))
+		}
+	}
 
 	body, err := encodeBody(target.Event)
 	if err != nil {

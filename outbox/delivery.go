@@ -186,6 +186,9 @@ type DeliveryTarget struct {
 	// RetrySchedule is the subscription's own schedule, nil for the default.
 	RetrySchedule RetrySchedule
 
+	// RateLimit is the subscription's deliveries per second; 0 is no limit.
+	RateLimit int
+
 	// Event is nil when the event no longer exists.
 	Event *Event
 
@@ -214,6 +217,7 @@ func (s *Store) DeliveryTarget(ctx context.Context, eventID, subscriptionID stri
 		Enabled:        row.Enabled,
 		Headers:        headers,
 		RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
+		RateLimit:      int(deref32(row.RateLimitPerSecond)),
 	}
 	if row.EventSeq != nil {
 		target.Event = &Event{

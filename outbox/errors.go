@@ -65,6 +65,7 @@ var constraintFields = map[string]string{
 	"subscriptions_description_length":     "description",
 	"subscriptions_retry_schedule_valid":   "retry_schedule",
 	"subscriptions_headers_object":         "headers",
+	"subscriptions_rate_limit":             "rate_limit",
 }
 
 // translateError maps database errors to outboxd's: no rows to ErrNotFound, check

@@ -36,6 +36,9 @@ type SubscriptionUpdateParams struct {
 	// Enabled enables or disables the subscription. Enabling clears the reason it
 	// was disabled.
 	Enabled *bool
+
+	// RateLimit sets deliveries per second; 0 removes the limit.
+	RateLimit *int
 }
 
 // SubscriptionUpdate applies a partial update and returns the subscription.
@@ -69,7 +72,11 @@ func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string
 		Headers:       current.Headers,
 		RetrySchedule: current.RetrySchedule,
 		AgentID:       current.AgentID,
+		RateLimit:     current.RateLimit,
 		Secret:        nil,
+	}
+	if params.RateLimit != nil {
+		merged.RateLimit = *params.RateLimit
 	}
 	if params.URL != nil {
 		merged.URL = *params.URL
@@ -97,12 +104,13 @@ func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string
 		headers = []byte("{}")
 	}
 	row, err = s.queries.SubscriptionUpdate(ctx, exec, &dbsqlc.SubscriptionUpdateParams{
-		ID:              id,
-		Url:             merged.URL,
-		EventTypes:      merged.EventTypes,
-		Description:     merged.Description,
-		Headers:         headers,
-		RetryScheduleMs: merged.RetrySchedule.millis(),
+		ID:                 id,
+		Url:                merged.URL,
+		EventTypes:         merged.EventTypes,
+		Description:        merged.Description,
+		Headers:            headers,
+		RetryScheduleMs:    merged.RetrySchedule.millis(),
+		RateLimitPerSecond: rateLimitParam(merged.RateLimit),
 	})
 	if err != nil {
 		return nil, translateError("update subscription", err)
@@ -391,4 +399,14 @@ func (s *Store) EventsPrune(ctx context.Context, before time.Time, limit int) (i
 		return 0, translateError("prune events", err)
 	}
 	return n, nil
+}
+
+// RateLimitTake takes one delivery slot of a rate-limited subscription. When none
+// is free it returns false and how long until one is.
+func (s *Store) RateLimitTake(ctx context.Context, subscriptionID string) (bool, time.Duration, error) {
+	row, err := s.queries.RateLimitTake(ctx, s.on(s.db), subscriptionID)
+	if err != nil {
+		return false, 0, translateError("take rate limit slot", err)
+	}
+	return row.Allowed, time.Duration(max(row.WaitSeconds, 0) * float64(time.Second)), nil
 }

@@ -34,6 +34,10 @@ type Subscription struct {
 	// RetrySchedule is the subscription's own schedule; nil uses the daemon's default.
 	RetrySchedule RetrySchedule `json:"retry_schedule,omitempty"`
 
+	// RateLimit caps deliveries to this subscription per second, across every
+	// daemon (plus a burst of one); 0 is no limit.
+	RateLimit int `json:"rate_limit,omitempty"`
+
 	// AgentWebhook marks the agent's webhook configuration (/v1/agents/{id}/webhook):
 	// at most one per agent.
 	AgentWebhook bool `json:"agent_webhook,omitempty"`
@@ -60,6 +64,7 @@ func subscriptionFromRow(row *dbsqlc.OutboxSubscription) (*Subscription, error) 
 		Headers:        headers,
 		RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
 		AgentWebhook:   row.AgentWebhook,
+		RateLimit:      int(deref32(row.RateLimitPerSecond)),
 		DisabledReason: deref(row.DisabledReason),
 		DisabledAt:     row.DisabledAt,
 		CreatedAt:      row.CreatedAt,
@@ -263,6 +268,9 @@ type SubscriptionCreateParams struct {
 	// Secret signs deliveries. Nil generates one.
 	Secret signing.Secret
 
+	// RateLimit caps deliveries per second across every daemon; 0 is no limit.
+	RateLimit int
+
 	// AgentWebhook makes this the agent's webhook configuration; AgentID is then
 	// required and the agent may have no other.
 	AgentWebhook bool
@@ -317,6 +325,9 @@ func (s *Store) validateSubscriptionFields(ctx context.Context, params *Subscrip
 	if err := params.RetrySchedule.Validate(); err != nil {
 		return &ValidationError{Field: "retry_schedule", Message: err.Error()}
 	}
+	if params.RateLimit < 0 || params.RateLimit > 100_000 {
+		return invalid("rate_limit", "deliveries per second, 1 to 100000 (0 for none)")
+	}
 	if params.AgentWebhook && params.AgentID == "" {
 		return invalid("agent_id", "required for an agent's webhook")
 	}
@@ -363,14 +374,15 @@ func (s *Store) SubscriptionCreateTx(ctx context.Context, tx Executor, params *S
 
 	exec := s.on(tx)
 	row, err := s.queries.SubscriptionInsert(ctx, exec, &dbsqlc.SubscriptionInsertParams{
-		OrganizationID:  nullable(params.OrganizationID),
-		AgentID:         nullable(params.AgentID),
-		Url:             params.URL,
-		EventTypes:      eventTypes,
-		Description:     params.Description,
-		Headers:         headers,
-		RetryScheduleMs: params.RetrySchedule.millis(),
-		AgentWebhook:    params.AgentWebhook,
+		OrganizationID:     nullable(params.OrganizationID),
+		AgentID:            nullable(params.AgentID),
+		Url:                params.URL,
+		EventTypes:         eventTypes,
+		Description:        params.Description,
+		Headers:            headers,
+		RetryScheduleMs:    params.RetrySchedule.millis(),
+		AgentWebhook:       params.AgentWebhook,
+		RateLimitPerSecond: rateLimitParam(params.RateLimit),
 	})
 	if err != nil {
 		if isUniqueViolation(err, "subscriptions_agent_webhook") {
@@ -481,4 +493,19 @@ func listLimit(limit int) int {
 		return 1000
 	}
 	return limit
+}
+
+func rateLimitParam(perSecond int) *int32 {
+	if perSecond <= 0 {
+		return nil
+	}
+	v := int32(perSecond) //nolint:gosec // validated to at most 100,000
+	return &v
+}
+
+func deref32(v *int32) int32 {
+	if v == nil {
+		return 0
+	}
+	return *v
 }

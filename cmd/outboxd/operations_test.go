@@ -153,8 +153,12 @@ func TestSubscriptionEditCommands(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	require.Contains(t, res.stdout, `"event_types":["agent.step.*"]`)
 	require.Contains(t, res.stdout, `"retry_schedule":["1s","5s"]`)
-	res = b.run(t, "", "subscriptions", "update", id, "--retry-schedule", "default", "--json")
+	res = b.run(t, "", "subscriptions", "update", id, "--retry-schedule", "default", "--rate-limit", "5", "--json")
 	require.NotContains(t, res.stdout, "retry_schedule")
+	require.Contains(t, res.stdout, `"rate_limit":5`)
+	res = b.run(t, "", "subscriptions", "update", id, "--rate-limit", "-3")
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.stderr, "rate_limit: deliveries per second")
 
 	res = b.run(t, "", "subscriptions", "rotate-secret", id, "--grace", "1h", "--json")
 	require.Equal(t, 0, res.code, res.stderr)

@@ -112,6 +112,7 @@ func newSubscriptionsCreateCommand(a *app) *cobra.Command {
 	flags.StringVar(&secret, "secret", "", "signing secret (whsec_…); default: generate one")
 	flags.StringArrayVar(&headers, "header", nil, "extra request header NAME=VALUE (repeatable)")
 	flags.StringVar(&retrySchedule, "retry-schedule", "", "waits between attempts for this subscription, e.g. 1s,5s,5m (default: the daemon's)")
+	flags.IntVar(&params.RateLimit, "rate-limit", 0, "at most this many deliveries per second, across every daemon (0: no limit)")
 	flags.StringVar(&allowPrivate, "allow-private-targets", "", "CIDR prefixes the URL may point at although private or loopback, e.g. 127.0.0.0/8")
 	flags.BoolVar(&asJSON, "json", false, "print the subscription (with its secret) as JSON")
 	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")

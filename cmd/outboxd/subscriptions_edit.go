@@ -27,6 +27,7 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 	var (
 		url, events, description, retrySchedule string
 		allowPrivate                            string
+		rateLimit                               int
 		asJSON                                  bool
 	)
 	cmd := &cobra.Command{
@@ -58,8 +59,11 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 					params.RetrySchedule = schedule
 				}
 			}
-			if params.URL == nil && params.EventTypes == nil && params.Description == nil && !params.SetRetrySchedule {
-				return errors.New("nothing to change: pass --url, --events, --description or --retry-schedule")
+			if flags.Changed("rate-limit") {
+				params.RateLimit = &rateLimit
+			}
+			if params.URL == nil && params.EventTypes == nil && params.Description == nil && !params.SetRetrySchedule && params.RateLimit == nil {
+				return errors.New("nothing to change: pass --url, --events, --description, --retry-schedule or --rate-limit")
 			}
 			store, pool, err := a.openStore(cmd.Context(), &storeOpts{allowPrivateTargets: allowPrivate})
 			if err != nil {
@@ -82,6 +86,7 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 	flags.StringVar(&events, "events", "", "new comma-separated event types")
 	flags.StringVar(&description, "description", "", "new description")
 	flags.StringVar(&retrySchedule, "retry-schedule", "", "new waits between attempts, or 'default' for the daemon's")
+	flags.IntVar(&rateLimit, "rate-limit", 0, "deliveries per second across every daemon; 0 removes the limit")
 	flags.StringVar(&allowPrivate, "allow-private-targets", "", "CIDR prefixes the new URL may point at although private or loopback")
 	flags.BoolVar(&asJSON, "json", false, "print the subscription as JSON")
 	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")

@@ -159,6 +159,7 @@ type subscriptionCreateRequest struct {
 	Description    string               `json:"description"`
 	Headers        map[string]string    `json:"headers"`
 	RetrySchedule  outbox.RetrySchedule `json:"retry_schedule"`
+	RateLimit      int                  `json:"rate_limit"`
 	Secret         string               `json:"secret"`
 }
 
@@ -203,6 +204,7 @@ func (a *api) subscriptionCreate(w http.ResponseWriter, r *http.Request) {
 	result, err := a.store.SubscriptionCreate(r.Context(), &outbox.SubscriptionCreateParams{
 		URL: req.URL, EventTypes: req.EventTypes, AgentID: req.AgentID, OrganizationID: org,
 		Description: req.Description, Headers: req.Headers, RetrySchedule: req.RetrySchedule, Secret: secret,
+		RateLimit: req.RateLimit,
 	})
 	if err != nil {
 		a.fail(w, r, err)
@@ -285,6 +287,7 @@ type subscriptionPatchRequest struct {
 	Headers       map[string]string `json:"headers"`
 	RetrySchedule json.RawMessage   `json:"retry_schedule"`
 	Enabled       *bool             `json:"enabled"`
+	RateLimit     *int              `json:"rate_limit"`
 }
 
 func (a *api) subscriptionUpdate(w http.ResponseWriter, r *http.Request) {
@@ -296,7 +299,7 @@ func (a *api) subscriptionUpdate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	params := &outbox.SubscriptionUpdateParams{URL: req.URL, EventTypes: req.EventTypes, Description: req.Description, Headers: req.Headers, Enabled: req.Enabled}
+	params := &outbox.SubscriptionUpdateParams{URL: req.URL, EventTypes: req.EventTypes, Description: req.Description, Headers: req.Headers, Enabled: req.Enabled, RateLimit: req.RateLimit}
 	if req.RetrySchedule != nil {
 		params.SetRetrySchedule = true
 		if string(req.RetrySchedule) != "null" {

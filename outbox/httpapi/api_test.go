@@ -277,7 +277,9 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	created := b.createSubscription(t, map[string]any{
 		"url": rcv.server.URL, "event_types": []string{"agent.step.*"}, "agent_id": "agent-1",
 		"description": "steps", "headers": map[string]string{"X-Team": "ml"}, "retry_schedule": []string{"1s", "5s"},
+		"rate_limit": 5,
 	})
+	require.EqualValues(t, 5, created.body["rate_limit"])
 	id, secret := created.str("id"), created.str("secret")
 	require.True(t, strings.HasPrefix(id, "sub_"))
 	require.True(t, strings.HasPrefix(secret, "whsec_"))
@@ -289,8 +291,9 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	require.Equal(t, []any{"1s", "5s"}, got.body["retry_schedule"])
 	require.NotContains(t, got.raw, secret, "the secret is shown once")
 
-	patched := b.admin(t, "PATCH", "/v1/subscriptions/"+id, map[string]any{"event_types": []string{"*"}, "retry_schedule": nil, "description": "all"})
+	patched := b.admin(t, "PATCH", "/v1/subscriptions/"+id, map[string]any{"event_types": []string{"*"}, "retry_schedule": nil, "description": "all", "rate_limit": 0})
 	require.Equal(t, http.StatusOK, patched.status, patched.raw)
+	require.Nil(t, patched.body["rate_limit"], "0 removes the limit")
 	require.Equal(t, []any{"*"}, patched.body["event_types"])
 	require.Nil(t, patched.body["retry_schedule"])
 	require.Equal(t, "all", patched.str("description"))
@@ -355,6 +358,8 @@ func TestBadInput(t *testing.T) {
 		{"FileScheme", "POST", "/v1/subscriptions", map[string]any{"url": "file:///etc/passwd"}, http.StatusUnprocessableEntity, "url"},
 		{"Credentials", "POST", "/v1/subscriptions", map[string]any{"url": "https://user:pass@93.184.216.34/hook"}, http.StatusUnprocessableEntity, "url"},
 		{"BadEventType", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "event_types": []string{"Agent.Step"}}, http.StatusUnprocessableEntity, "event_types"},
+		{"NegativeRateLimit", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "rate_limit": -1}, http.StatusUnprocessableEntity, "rate_limit"},
+		{"HugeRateLimit", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"rate_limit": 1_000_000}, http.StatusUnprocessableEntity, "rate_limit"},
 		{"BadSecret", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "secret": "nope"}, http.StatusUnprocessableEntity, "secret"},
 		{"BadRetrySchedule", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"retry_schedule": []string{"soon"}}, http.StatusUnprocessableEntity, "retry_schedule"},
 		{"PatchToLoopback", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"url": "http://127.0.0.1/"}, http.StatusUnprocessableEntity, "url"},

@@ -7,6 +7,7 @@ SELECT
     s.enabled,
     s.headers,
     s.retry_schedule_ms,
+    s.rate_limit_per_second,
     e.id AS event_seq,
     e.event_id,
     e.type,

@@ -1,5 +1,5 @@
 -- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook)
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second)
 VALUES (
     sqlc.narg(organization_id),
     sqlc.narg(agent_id),
@@ -8,7 +8,8 @@ VALUES (
     @description,
     @headers::jsonb,
     sqlc.narg(retry_schedule_ms)::bigint[],
-    @agent_webhook
+    @agent_webhook,
+    sqlc.narg(rate_limit_per_second)::integer
 )
 RETURNING *;
 
@@ -49,6 +50,7 @@ SET url = @url,
     description = @description,
     headers = @headers::jsonb,
     retry_schedule_ms = sqlc.narg(retry_schedule_ms)::bigint[],
+    rate_limit_per_second = sqlc.narg(rate_limit_per_second)::integer,
     updated_at = now()
 WHERE id = @id
 RETURNING *;
@@ -79,3 +81,24 @@ WHERE subscription_id = @subscription_id AND (expires_at IS NULL OR expires_at >
 -- Secrets that stopped signing over a week ago are of no further use.
 DELETE FROM outbox.subscription_secrets
 WHERE subscription_id = @subscription_id AND expires_at < now() - interval '7 days';
+
+-- name: RateLimitTake :one
+-- Takes one delivery slot of a rate-limited subscription, or says how long to
+-- wait for one. Concurrent takers serialise on the row lock, across daemons.
+WITH s AS (
+    SELECT sub.id, sub.rate_limit_per_second AS rate,
+        greatest(coalesce(sub.rate_tat, now()), now()) AS tat
+    FROM outbox.subscriptions AS sub
+    WHERE sub.id = @subscription_id AND sub.rate_limit_per_second IS NOT NULL
+    FOR UPDATE
+),
+taken AS (
+    UPDATE outbox.subscriptions AS t
+    SET rate_tat = s.tat + make_interval(secs => 1.0 / s.rate)
+    FROM s
+    WHERE t.id = s.id AND s.tat - now() <= make_interval(secs => 0.5 / s.rate)
+    RETURNING t.id
+)
+SELECT
+    EXISTS (SELECT 1 FROM taken) AS allowed,
+    coalesce((SELECT extract(epoch FROM s.tat - now() - make_interval(secs => 0.5 / s.rate)) FROM s), 0)::float8 AS wait_seconds;

@@ -178,6 +178,7 @@ SELECT
     s.enabled,
     s.headers,
     s.retry_schedule_ms,
+    s.rate_limit_per_second,
     e.id AS event_seq,
     e.event_id,
     e.type,
@@ -206,20 +207,21 @@ type DeliveryTargetParams struct {
 }
 
 type DeliveryTargetRow struct {
-	SubscriptionID    string
-	Url               string
-	Enabled           bool
-	Headers           json.RawMessage
-	RetryScheduleMs   []int64
-	EventSeq          *int64
-	EventID           *string
-	Type              *string
-	OrganizationID    *string
-	AgentID           *string
-	Payload           json.RawMessage
-	CreatedAt         *time.Time
-	SecretKeyIds      []string
-	SecretCiphertexts [][]byte
+	SubscriptionID     string
+	Url                string
+	Enabled            bool
+	Headers            json.RawMessage
+	RetryScheduleMs    []int64
+	RateLimitPerSecond *int32
+	EventSeq           *int64
+	EventID            *string
+	Type               *string
+	OrganizationID     *string
+	AgentID            *string
+	Payload            json.RawMessage
+	CreatedAt          *time.Time
+	SecretKeyIds       []string
+	SecretCiphertexts  [][]byte
 }
 
 // Everything one delivery attempt needs, in one round trip: the subscription, the
@@ -233,6 +235,7 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 		&i.Enabled,
 		&i.Headers,
 		&i.RetryScheduleMs,
+		&i.RateLimitPerSecond,
 		&i.EventSeq,
 		&i.EventID,
 		&i.Type,

@@ -124,20 +124,22 @@ type OutboxSetting struct {
 }
 
 type OutboxSubscription struct {
-	ID              string
-	OrganizationID  *string
-	AgentID         *string
-	Url             string
-	EventTypes      []string
-	Enabled         bool
-	Description     string
-	Headers         json.RawMessage
-	RetryScheduleMs []int64
-	DisabledReason  *string
-	DisabledAt      *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-	AgentWebhook    bool
+	ID                 string
+	OrganizationID     *string
+	AgentID            *string
+	Url                string
+	EventTypes         []string
+	Enabled            bool
+	Description        string
+	Headers            json.RawMessage
+	RetryScheduleMs    []int64
+	DisabledReason     *string
+	DisabledAt         *time.Time
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+	AgentWebhook       bool
+	RateLimitPerSecond *int32
+	RateTat            *time.Time
 }
 
 type OutboxSubscriptionSecret struct {

@@ -12,7 +12,7 @@ import (
 )
 
 const agentWebhookGet = `-- name: AgentWebhookGet :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook FROM outbox.subscriptions WHERE agent_id = $1 AND agent_webhook
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat FROM outbox.subscriptions WHERE agent_id = $1 AND agent_webhook
 `
 
 func (q *Queries) AgentWebhookGet(ctx context.Context, db DBTX, agentID *string) (*OutboxSubscription, error) {
@@ -33,6 +33,8 @@ func (q *Queries) AgentWebhookGet(ctx context.Context, db DBTX, agentID *string)
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.AgentWebhook,
+		&i.RateLimitPerSecond,
+		&i.RateTat,
 	)
 	return &i, err
 }
@@ -48,6 +50,40 @@ WHERE subscription_id = $1 AND (expires_at IS NULL OR expires_at > now())
 func (q *Queries) AgentWebhookSecretsExpire(ctx context.Context, db DBTX, subscriptionID string) error {
 	_, err := db.Exec(ctx, agentWebhookSecretsExpire, subscriptionID)
 	return err
+}
+
+const rateLimitTake = `-- name: RateLimitTake :one
+WITH s AS (
+    SELECT sub.id, sub.rate_limit_per_second AS rate,
+        greatest(coalesce(sub.rate_tat, now()), now()) AS tat
+    FROM outbox.subscriptions AS sub
+    WHERE sub.id = $1 AND sub.rate_limit_per_second IS NOT NULL
+    FOR UPDATE
+),
+taken AS (
+    UPDATE outbox.subscriptions AS t
+    SET rate_tat = s.tat + make_interval(secs => 1.0 / s.rate)
+    FROM s
+    WHERE t.id = s.id AND s.tat - now() <= make_interval(secs => 0.5 / s.rate)
+    RETURNING t.id
+)
+SELECT
+    EXISTS (SELECT 1 FROM taken) AS allowed,
+    coalesce((SELECT extract(epoch FROM s.tat - now() - make_interval(secs => 0.5 / s.rate)) FROM s), 0)::float8 AS wait_seconds
+`
+
+type RateLimitTakeRow struct {
+	Allowed     bool
+	WaitSeconds float64
+}
+
+// Takes one delivery slot of a rate-limited subscription, or says how long to
+// wait for one. Concurrent takers serialise on the row lock, across daemons.
+func (q *Queries) RateLimitTake(ctx context.Context, db DBTX, subscriptionID string) (*RateLimitTakeRow, error) {
+	row := db.QueryRow(ctx, rateLimitTake, subscriptionID)
+	var i RateLimitTakeRow
+	err := row.Scan(&i.Allowed, &i.WaitSeconds)
+	return &i, err
 }
 
 const secretRotateExpireCurrent = `-- name: SecretRotateExpireCurrent :execrows
@@ -128,7 +164,7 @@ func (q *Queries) SubscriptionEnable(ctx context.Context, db DBTX, id string) (i
 }
 
 const subscriptionGet = `-- name: SubscriptionGet :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook FROM outbox.subscriptions WHERE id = $1
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat FROM outbox.subscriptions WHERE id = $1
 `
 
 func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
@@ -149,12 +185,14 @@ func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*Out
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.AgentWebhook,
+		&i.RateLimitPerSecond,
+		&i.RateTat,
 	)
 	return &i, err
 }
 
 const subscriptionGetForUpdate = `-- name: SubscriptionGetForUpdate :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook FROM outbox.subscriptions WHERE id = $1 FOR UPDATE
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat FROM outbox.subscriptions WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) SubscriptionGetForUpdate(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
@@ -175,12 +213,14 @@ func (q *Queries) SubscriptionGetForUpdate(ctx context.Context, db DBTX, id stri
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.AgentWebhook,
+		&i.RateLimitPerSecond,
+		&i.RateTat,
 	)
 	return &i, err
 }
 
 const subscriptionInsert = `-- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook)
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second)
 VALUES (
     $1,
     $2,
@@ -189,20 +229,22 @@ VALUES (
     $5,
     $6::jsonb,
     $7::bigint[],
-    $8
+    $8,
+    $9::integer
 )
-RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat
 `
 
 type SubscriptionInsertParams struct {
-	OrganizationID  *string
-	AgentID         *string
-	Url             string
-	EventTypes      []string
-	Description     string
-	Headers         json.RawMessage
-	RetryScheduleMs []int64
-	AgentWebhook    bool
+	OrganizationID     *string
+	AgentID            *string
+	Url                string
+	EventTypes         []string
+	Description        string
+	Headers            json.RawMessage
+	RetryScheduleMs    []int64
+	AgentWebhook       bool
+	RateLimitPerSecond *int32
 }
 
 func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *SubscriptionInsertParams) (*OutboxSubscription, error) {
@@ -215,6 +257,7 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		arg.Headers,
 		arg.RetryScheduleMs,
 		arg.AgentWebhook,
+		arg.RateLimitPerSecond,
 	)
 	var i OutboxSubscription
 	err := row.Scan(
@@ -232,12 +275,14 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.AgentWebhook,
+		&i.RateLimitPerSecond,
+		&i.RateTat,
 	)
 	return &i, err
 }
 
 const subscriptionList = `-- name: SubscriptionList :many
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat
 FROM outbox.subscriptions
 WHERE ($1::text IS NULL OR agent_id = $1)
     AND ($2::text IS NULL OR organization_id = $2)
@@ -285,6 +330,8 @@ func (q *Queries) SubscriptionList(ctx context.Context, db DBTX, arg *Subscripti
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.AgentWebhook,
+			&i.RateLimitPerSecond,
+			&i.RateTat,
 		); err != nil {
 			return nil, err
 		}
@@ -325,18 +372,20 @@ SET url = $1,
     description = $3,
     headers = $4::jsonb,
     retry_schedule_ms = $5::bigint[],
+    rate_limit_per_second = $6::integer,
     updated_at = now()
-WHERE id = $6
-RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook
+WHERE id = $7
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat
 `
 
 type SubscriptionUpdateParams struct {
-	Url             string
-	EventTypes      []string
-	Description     string
-	Headers         json.RawMessage
-	RetryScheduleMs []int64
-	ID              string
+	Url                string
+	EventTypes         []string
+	Description        string
+	Headers            json.RawMessage
+	RetryScheduleMs    []int64
+	RateLimitPerSecond *int32
+	ID                 string
 }
 
 // Writes every editable field; the caller merges a partial update into the current
@@ -348,6 +397,7 @@ func (q *Queries) SubscriptionUpdate(ctx context.Context, db DBTX, arg *Subscrip
 		arg.Description,
 		arg.Headers,
 		arg.RetryScheduleMs,
+		arg.RateLimitPerSecond,
 		arg.ID,
 	)
 	var i OutboxSubscription
@@ -366,6 +416,8 @@ func (q *Queries) SubscriptionUpdate(ctx context.Context, db DBTX, arg *Subscrip
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.AgentWebhook,
+		&i.RateLimitPerSecond,
+		&i.RateTat,
 	)
 	return &i, err
 }
