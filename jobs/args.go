@@ -36,6 +36,22 @@ func (FanoutArgs) InsertOpts() river.InsertOpts {
 type DeliveryArgs struct {
 	EventID        string `json:"event_id"`
 	SubscriptionID string `json:"subscription_id"`
+
+	// AgentID is the event's agent, for the delivery history's agent filter and
+	// for ordered lines.
+	AgentID string `json:"agent_id,omitempty"`
+
+	// Seq is set only for a subscription with ordering "agent": the event's outbox
+	// position, which orders its line (subscription, agent).
+	Seq int64 `json:"seq,omitempty"`
+}
+
+func deliveryArgs(eventID, subscriptionID, agentID string, eventSeq int64, ordered bool) DeliveryArgs {
+	args := DeliveryArgs{EventID: eventID, SubscriptionID: subscriptionID, AgentID: agentID}
+	if ordered {
+		args.Seq = eventSeq
+	}
+	return args
 }
 
 func (DeliveryArgs) Kind() string { return KindDelivery }

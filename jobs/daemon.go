@@ -153,12 +153,12 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	}
 
 	d := &Daemon{config: c, logger: c.Logger, pool: pool}
-	d.delivery = newDeliveryWorker(c.Delivery, c.Logger, c.Store, c.Guard, c.Metrics, c.DeliveryWorkers)
+	d.delivery = newDeliveryWorker(c.Delivery, c.Logger, pool, c.Store, c.Guard, c.Metrics, c.DeliveryWorkers)
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &fanoutWorker{pool: pool, store: c.Store, retrySchedule: c.Delivery.RetrySchedule, metrics: c.Metrics})
 	river.AddWorker(workers, d.delivery)
-	river.AddWorker(workers, &recoveryWorker{store: c.Store, logger: c.Logger.With(slog.String("component", "recovery"))})
+	river.AddWorker(workers, &recoveryWorker{store: c.Store, retrySchedule: c.Delivery.RetrySchedule, logger: c.Logger.With(slog.String("component", "recovery"))})
 	river.AddWorker(workers, &lettaCallbackWorker{
 		pool: pool, store: c.Store, guard: c.Guard, client: d.delivery.client, config: c.Delivery,
 		logger: c.Logger.With(slog.String("component", "letta_callback")),

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/outboxd/outboxd/outbox"
@@ -31,6 +32,12 @@ const (
 	RequestTimeoutDefault    = 30 * time.Second
 	RetryAfterMaxDefault     = time.Hour
 	ResponseReadLimitDefault = 64 << 10
+	InFlightWaitDefault      = 50 * time.Millisecond
+
+	CircuitThresholdDefault    = 5
+	CircuitBackoffMinDefault   = 5 * time.Second
+	CircuitBackoffMaxDefault   = 5 * time.Minute
+	CircuitDisableAfterDefault = 5 * 24 * time.Hour
 )
 
 // DeliveryConfig tunes delivery. Zero values take the defaults.
@@ -56,6 +63,23 @@ type DeliveryConfig struct {
 
 	// UserAgent is sent with every request. Defaults to "outboxd".
 	UserAgent string
+
+	// MaxInFlightDefault caps each subscription's deliveries in flight at once on
+	// this daemon, so one slow or hanging endpoint cannot take every worker. A
+	// subscription's own max_in_flight replaces it (and also holds across
+	// daemons). Defaults to a quarter of the daemon's delivery workers.
+	MaxInFlightDefault int
+
+	// InFlightWait is how long an attempt over its subscription's cap waits for a
+	// slot before it is deferred. Defaults to 50 ms.
+	InFlightWait time.Duration
+
+	// Circuit is the circuit breaker: after Threshold failures in a row (default
+	// 5) a subscription's deliveries are held back, without spending attempts,
+	// for BackoffMin (5 s) doubling to BackoffMax (5 min) while probes keep
+	// failing; after DisableAfter (5 days) of nothing but failures it is disabled.
+	// A negative DisableAfter never disables.
+	Circuit outbox.CircuitPolicy
 }
 
 func (c DeliveryConfig) withDefaults() DeliveryConfig {
@@ -77,18 +101,44 @@ func (c DeliveryConfig) withDefaults() DeliveryConfig {
 	if c.UserAgent == "" {
 		c.UserAgent = "outboxd"
 	}
+	if c.InFlightWait <= 0 {
+		c.InFlightWait = InFlightWaitDefault
+	}
+	if c.Circuit.Threshold <= 0 {
+		c.Circuit.Threshold = CircuitThresholdDefault
+	}
+	if c.Circuit.BackoffMin <= 0 {
+		c.Circuit.BackoffMin = CircuitBackoffMinDefault
+	}
+	if c.Circuit.BackoffMax <= 0 {
+		c.Circuit.BackoffMax = CircuitBackoffMaxDefault
+	}
+	switch {
+	case c.Circuit.DisableAfter == 0:
+		c.Circuit.DisableAfter = CircuitDisableAfterDefault
+	case c.Circuit.DisableAfter < 0:
+		c.Circuit.DisableAfter = 0 // outbox.CircuitPolicy: never
+	}
 	return c
+}
+
+// probeWindow is how long the circuit stays shut to other deliveries while one
+// probes: the probe's whole attempt.
+func (c DeliveryConfig) probeWindow() time.Duration {
+	return c.RequestTimeout + 5*time.Second
 }
 
 // deliveryWorker makes one attempt of one delivery per Work call.
 type deliveryWorker struct {
 	river.WorkerDefaults[DeliveryArgs]
 
-	config  DeliveryConfig
-	logger  *slog.Logger
-	store   *outbox.Store
-	client  *http.Client
-	metrics *Metrics
+	config   DeliveryConfig
+	logger   *slog.Logger
+	pool     *pgxpool.Pool
+	store    *outbox.Store
+	client   *http.Client
+	metrics  *Metrics
+	inflight *inflightLimiter
 
 	// now and random are the clock and the jitter source; tests replace them.
 	now    func() time.Time
@@ -100,12 +150,17 @@ type deliveryWorker struct {
 	nextRetry sync.Map
 }
 
-func newDeliveryWorker(config DeliveryConfig, logger *slog.Logger, store *outbox.Store, guard *netguard.Guard, metrics *Metrics, maxConnsPerHost int) *deliveryWorker {
+func newDeliveryWorker(config DeliveryConfig, logger *slog.Logger, pool *pgxpool.Pool, store *outbox.Store, guard *netguard.Guard, metrics *Metrics, maxConnsPerHost int) *deliveryWorker {
 	config = config.withDefaults()
+	if config.MaxInFlightDefault <= 0 {
+		config.MaxInFlightDefault = max(1, maxConnsPerHost/4)
+	}
 	return &deliveryWorker{
-		config: config,
-		logger: logger.With(slog.String("component", "delivery")),
-		store:  store,
+		config:   config,
+		logger:   logger.With(slog.String("component", "delivery")),
+		pool:     pool,
+		store:    store,
+		inflight: newInflightLimiter(),
 		client: netguard.NewClient(guard, &netguard.ClientConfig{
 			ConnectTimeout:      config.ConnectTimeout,
 			Timeout:             config.RequestTimeout,
@@ -176,7 +231,28 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	case !target.Enabled:
 		return w.cancel(fmt.Errorf("subscription %s is disabled", job.Args.SubscriptionID))
 	case len(target.Secrets) == 0:
-		return w.retryLater(job, target, 0, fmt.Errorf("subscription %s has no active signing secret", job.Args.SubscriptionID))
+		return w.retryLater(ctx, job, target, 0, fmt.Errorf("subscription %s has no active signing secret", job.Args.SubscriptionID))
+	}
+	ordered := job.Args.Seq > 0
+	if ordered {
+		if wait, blocked, err := w.orderedWait(ctx, job, target); err != nil || blocked {
+			if err != nil {
+				return err
+			}
+			return w.deferRun("ordering", wait)
+		}
+	}
+	if target.CircuitOpen {
+		if target.CircuitWait > 0 {
+			return w.deferRun("circuit", target.CircuitWait+time.Duration(w.random()*float64(min(target.CircuitWait/10, 5*time.Second))))
+		}
+		probe, err := w.store.CircuitProbeTake(ctx, target.SubscriptionID, w.config.probeWindow())
+		if err != nil {
+			return err
+		}
+		if !probe {
+			return w.deferRun("circuit", w.backoff(job, time.Second, 5*time.Second))
+		}
 	}
 	if target.RateLimit > 0 {
 		allowed, wait, err := w.store.RateLimitTake(ctx, target.SubscriptionID)
@@ -184,9 +260,31 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			return err
 		}
 		if !allowed {
-			// Deferred, not failed: snoozing spends no attempt.
-			return river.JobSnooze(max(wait, 10*time.Millisecond))
+			return w.deferRun("rate_limit", max(wait, 10*time.Millisecond))
 		}
+	}
+	limit := w.config.MaxInFlightDefault
+	if target.MaxInFlight > 0 {
+		limit = target.MaxInFlight
+	}
+	release, ok := w.inflight.acquire(ctx, target.SubscriptionID, limit, w.config.InFlightWait)
+	if !ok {
+		return w.deferRun("in_flight", w.backoff(job, 100*time.Millisecond, 5*time.Second))
+	}
+	defer release()
+	if target.MaxInFlight > 0 {
+		leased, err := w.store.DeliveryLeaseTake(ctx, target.SubscriptionID, job.ID, w.config.jobTimeout())
+		if err != nil {
+			return err
+		}
+		if !leased {
+			return w.deferRun("in_flight", w.backoff(job, 100*time.Millisecond, 5*time.Second))
+		}
+		defer func() {
+			if err := w.store.DeliveryLeaseRelease(context.WithoutCancel(ctx), job.ID); err != nil {
+				w.logger.WarnContext(ctx, "release delivery lease (it expires by itself)", slog.Int64("job_id", job.ID), slog.String("error", err.Error()))
+			}
+		}()
 	}
 
 	body, err := encodeBody(target.Event)
@@ -216,7 +314,11 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			// The daemon is stopping: River puts the job back without counting the attempt.
 			return err
 		}
-		return w.retryLater(job, target, 0, fmt.Errorf("POST %s: %s: %w", target.URL, attempt.ErrorClass, err))
+		requestErr := fmt.Errorf("POST %s: %s: %w", target.URL, attempt.ErrorClass, err)
+		if w.failed(ctx, target, requestErr) {
+			return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", requestErr, target.SubscriptionID))
+		}
+		return w.retryLater(ctx, job, target, 0, requestErr)
 	}
 	excerpt, readErr := readExcerpt(resp.Body, w.config.ResponseReadLimit)
 	resp.Body.Close()
@@ -226,7 +328,16 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	_ = readErr // the status line decides; a body cut short is still recorded
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		w.record(ctx, job, attempt)
+		attempts := w.record(ctx, job, attempt)
+		if target.FailureStreak > 0 {
+			w.succeeded(ctx, target)
+		}
+		if ordered {
+			if err := w.completeOrdered(ctx, job, attempts); err != nil {
+				// Delivered, but not recorded: the attempt runs again (at least once).
+				return fmt.Errorf("complete ordered delivery: %w", err)
+			}
+		}
 		w.metrics.DeliveriesFinished.WithLabelValues(string(outbox.DeliveryDelivered)).Inc()
 		return nil
 	}
@@ -238,7 +349,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 		reason := "receiver answered 410 Gone"
 		disabled, err := w.store.SubscriptionDisable(ctx, target.SubscriptionID, reason)
 		if err != nil {
-			return w.retryLater(job, target, 0, fmt.Errorf("%w; disabling the subscription failed: %w", statusErr, err))
+			return w.retryLater(ctx, job, target, 0, fmt.Errorf("%w; disabling the subscription failed: %w", statusErr, err))
 		}
 		if disabled {
 			w.metrics.SubscriptionsDisabled.WithLabelValues("gone").Inc()
@@ -247,7 +358,10 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 		}
 		return w.cancel(fmt.Errorf("%w; subscription %s disabled", statusErr, target.SubscriptionID))
 	}
-	return w.retryLater(job, target, parseRetryAfter(resp.Header.Get("Retry-After"), w.now()), statusErr)
+	if w.failed(ctx, target, statusErr) {
+		return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", statusErr, target.SubscriptionID))
+	}
+	return w.retryLater(ctx, job, target, parseRetryAfter(resp.Header.Get("Retry-After"), w.now()), statusErr)
 }
 
 // cancel ends a delivery that no attempt can complete.
@@ -257,10 +371,13 @@ func (w *deliveryWorker) cancel(err error) error {
 }
 
 // retryLater schedules the next attempt by the subscription's schedule, or lets
-// River discard the job if this was the last one.
-func (w *deliveryWorker) retryLater(job *river.Job[DeliveryArgs], target *outbox.DeliveryTarget, retryAfter time.Duration, err error) error {
+// River discard the job if this was the last one, telling operators
+// (outboxd.delivery.exhausted) and, on an ordered line that skips dead
+// deliveries, letting the next one go.
+func (w *deliveryWorker) retryLater(ctx context.Context, job *river.Job[DeliveryArgs], target *outbox.DeliveryTarget, retryAfter time.Duration, err error) error {
 	if job.Attempt >= job.MaxAttempts {
 		w.metrics.DeliveriesFinished.WithLabelValues(string(outbox.DeliveryDead)).Inc()
+		w.exhausted(ctx, job, target, err)
 		return err
 	}
 	schedule := target.RetrySchedule
@@ -273,8 +390,8 @@ func (w *deliveryWorker) retryLater(job *river.Job[DeliveryArgs], target *outbox
 }
 
 // record appends the attempt to the job's metadata ("attempts"), which River
-// persists with the attempt's outcome, and counts it.
-func (w *deliveryWorker) record(ctx context.Context, job *river.Job[DeliveryArgs], attempt outbox.Attempt) {
+// persists with the attempt's outcome, and counts it. It returns the attempt log.
+func (w *deliveryWorker) record(ctx context.Context, job *river.Job[DeliveryArgs], attempt outbox.Attempt) json.RawMessage {
 	outcome, class := "failure", attempt.ErrorClass
 	switch {
 	case attempt.StatusCode >= 200 && attempt.StatusCode < 300:
@@ -293,11 +410,14 @@ func (w *deliveryWorker) record(ctx context.Context, job *river.Job[DeliveryArgs
 	}
 	entry, err := json.Marshal(attempt)
 	if err != nil {
-		return
+		return nil
 	}
-	if err := river.MetadataSet(ctx, "attempts", append(previous.Attempts, entry)); err != nil {
+	attempts := append(previous.Attempts, entry)
+	if err := river.MetadataSet(ctx, "attempts", attempts); err != nil {
 		w.logger.WarnContext(ctx, "record attempt", slog.Int64("job_id", job.ID), slog.String("error", err.Error()))
 	}
+	log, _ := json.Marshal(attempts)
+	return log
 }
 
 func msSince(now func() time.Time, start time.Time) float64 {

@@ -53,7 +53,7 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 				schedule = w.retrySchedule
 			}
 			params[i] = river.InsertManyParams{
-				Args:       DeliveryArgs{EventID: d.EventID, SubscriptionID: d.SubscriptionID},
+				Args:       deliveryArgs(d.EventID, d.SubscriptionID, d.AgentID, d.EventSeq, d.Ordered),
 				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule)},
 			}
 		}

@@ -19,6 +19,9 @@ type Metrics struct {
 	AttemptDuration       *prometheus.HistogramVec
 	DeliveriesFinished    *prometheus.CounterVec // by state: delivered, dead, cancelled
 	SubscriptionsDisabled *prometheus.CounterVec // by reason
+	DeliveriesDeferred    *prometheus.CounterVec // by reason: in_flight, rate_limit, circuit, ordering
+	CircuitsOpened        prometheus.Counter
+	OperationalEvents     *prometheus.CounterVec // by type
 }
 
 // NewMetrics creates the instruments and registers them with reg. A nil reg keeps
@@ -58,10 +61,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "outboxd_subscriptions_disabled_total",
 			Help: "Subscriptions the daemon disabled, by reason.",
 		}, []string{"reason"}),
+		DeliveriesDeferred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outboxd_deliveries_deferred_total",
+			Help: "Delivery runs put back without an attempt (none spent), by reason: in_flight, rate_limit, circuit, ordering.",
+		}, []string{"reason"}),
+		CircuitsOpened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outboxd_circuits_opened_total",
+			Help: "Times a subscription's circuit breaker opened after failures in a row.",
+		}),
+		OperationalEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outboxd_operational_events_total",
+			Help: "outboxd.* events published, by type.",
+		}, []string{"type"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.EventsDispatched, m.RelayBatches, m.EventsFannedOut, m.DeliveriesCreated,
-			m.Attempts, m.AttemptDuration, m.DeliveriesFinished, m.SubscriptionsDisabled)
+			m.Attempts, m.AttemptDuration, m.DeliveriesFinished, m.SubscriptionsDisabled,
+			m.DeliveriesDeferred, m.CircuitsOpened, m.OperationalEvents)
 	}
 	return m
 }

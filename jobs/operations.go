@@ -25,7 +25,7 @@ import (
 var ErrDeliveryInFlight = fmt.Errorf("%w: the delivery is being attempted right now; retry it when the attempt ends", outbox.ErrConflict)
 
 // Operations carries out what the REST API and the CLI ask of River: retrying a
-// delivery now, sending a test webhook, and recovering dead deliveries. It works
+// delivery now, sending a test webhook, and recovering what a subscription missed. It works
 // with an unstarted daemon too (the CLI's case): inserts and retries need no
 // running workers.
 type Operations struct {
@@ -133,8 +133,9 @@ func (RecoveryArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueFanout, MaxAttempts: 5}
 }
 
-// RecoveryStart starts recovering a subscription's deliveries that ended dead in
-// [since, until) and returns the recovery; it runs in the background on any daemon.
+// RecoveryStart starts recovering what a subscription missed in [since, until)
+// (see outbox.Recovery) and returns the recovery; it runs in the background on
+// any daemon.
 func (o *Operations) RecoveryStart(ctx context.Context, subscriptionID string, since, until time.Time) (*outbox.Recovery, error) {
 	if !since.Before(until) {
 		return nil, &outbox.ValidationError{Field: "until", Message: "must be after since"}
@@ -166,9 +167,7 @@ func recoveryFromJob(job *rivertype.JobRow) (*outbox.Recovery, error) {
 	if err := json.Unmarshal(job.EncodedArgs, &args); err != nil {
 		return nil, fmt.Errorf("decode recovery %d: %w", job.ID, err)
 	}
-	var meta struct {
-		Retried int64 `json:"recovery_retried"`
-	}
+	var meta outbox.RecoveryProgress
 	_ = json.Unmarshal(job.Metadata, &meta) // no progress yet is zero
 	recovery := &outbox.Recovery{
 		ID:             job.ID,
@@ -176,6 +175,7 @@ func recoveryFromJob(job *rivertype.JobRow) (*outbox.Recovery, error) {
 		Since:          args.Since,
 		Until:          args.Until,
 		Retried:        meta.Retried,
+		Created:        meta.Created,
 		CreatedAt:      job.CreatedAt,
 		FinishedAt:     job.FinalizedAt,
 	}
@@ -195,29 +195,29 @@ func recoveryFromJob(job *rivertype.JobRow) (*outbox.Recovery, error) {
 	return recovery, nil
 }
 
-// recoveryWorker retries, page by page, every dead delivery of a recovery. It
-// resumes after the last id it recorded, so a rescued or retried recovery does not
-// start over.
+// recoveryWorker retries, page by page, every delivery of a recovery that ended
+// dead or cancelled, then creates deliveries for the events the subscription
+// missed while disabled. It resumes after the last id it recorded, so a rescued
+// or retried recovery does not start over.
 type recoveryWorker struct {
 	river.WorkerDefaults[RecoveryArgs]
-	store  *outbox.Store
-	logger *slog.Logger
+	store         *outbox.Store
+	retrySchedule outbox.RetrySchedule
+	logger        *slog.Logger
 }
 
-// recoveryPage is how many deliveries a recovery retries between progress records.
+// recoveryPage is how many deliveries a recovery handles between progress records.
 const recoveryPage = 500
 
 func (w *recoveryWorker) Timeout(*river.Job[RecoveryArgs]) time.Duration { return -1 } // no cap: as long as it takes
 
 func (w *recoveryWorker) Work(ctx context.Context, job *river.Job[RecoveryArgs]) error {
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	var progress struct {
-		Retried int64 `json:"recovery_retried"`
-		LastID  int64 `json:"recovery_last_id"`
-	}
+	var progress outbox.RecoveryProgress
 	_ = json.Unmarshal(job.Metadata, &progress) // a fresh recovery has none
+	args := job.Args
 	for {
-		ids, err := w.store.DeliveryDeadIDs(ctx, job.Args.SubscriptionID, job.Args.Since, job.Args.Until, progress.LastID, recoveryPage)
+		ids, err := w.store.DeliveryFailedIDs(ctx, args.SubscriptionID, args.Since, args.Until, progress.LastID, recoveryPage)
 		if err != nil {
 			return err
 		}
@@ -231,11 +231,40 @@ func (w *recoveryWorker) Work(ctx context.Context, job *river.Job[RecoveryArgs])
 			progress.Retried++
 			progress.LastID = id
 		}
-		if err := w.store.RecoveryProgressSet(ctx, job.ID, progress.Retried, progress.LastID); err != nil {
+		if err := w.store.RecoveryProgressSet(ctx, job.ID, &progress); err != nil {
+			return err
+		}
+	}
+	for {
+		missed, err := w.store.RecoveryMissedEvents(ctx, args.SubscriptionID, args.Since, args.Until, progress.LastSeq, recoveryPage)
+		if err != nil {
+			return err
+		}
+		if len(missed) == 0 {
+			break
+		}
+		params := make([]river.InsertManyParams, len(missed))
+		for i, m := range missed {
+			schedule := m.RetrySchedule
+			if schedule == nil {
+				schedule = w.retrySchedule
+			}
+			params[i] = river.InsertManyParams{
+				Args:       deliveryArgs(m.EventID, args.SubscriptionID, m.AgentID, m.EventSeq, m.Ordered),
+				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule)},
+			}
+		}
+		if _, err := client.InsertMany(ctx, params); err != nil {
+			return fmt.Errorf("insert missed deliveries: %w", err)
+		}
+		progress.Created += int64(len(missed))
+		progress.LastSeq = missed[len(missed)-1].EventSeq
+		if err := w.store.RecoveryProgressSet(ctx, job.ID, &progress); err != nil {
 			return err
 		}
 	}
 	w.logger.InfoContext(ctx, "recovery finished", slog.Int64("recovery_id", job.ID),
-		slog.String("subscription_id", job.Args.SubscriptionID), slog.Int64("retried", progress.Retried))
+		slog.String("subscription_id", args.SubscriptionID), slog.Int64("retried", progress.Retried),
+		slog.Int64("created", progress.Created))
 	return nil
 }

@@ -189,6 +189,24 @@ type DeliveryTarget struct {
 	// RateLimit is the subscription's deliveries per second; 0 is no limit.
 	RateLimit int
 
+	// MaxInFlight is the subscription's own cap on deliveries in flight across
+	// daemons; 0 is none.
+	MaxInFlight int
+
+	Ordering Ordering
+	OnDead   OnDead
+
+	// OrganizationID is the subscription's.
+	OrganizationID string
+
+	// FailureStreak counts the subscription's attempts failed in a row.
+	FailureStreak int
+
+	// CircuitOpen is true when the circuit breaker has opened; CircuitWait is how
+	// long until it lets an attempt through (0: now, as the probe).
+	CircuitOpen bool
+	CircuitWait time.Duration
+
 	// Event is nil when the event no longer exists.
 	Event *Event
 
@@ -218,6 +236,13 @@ func (s *Store) DeliveryTarget(ctx context.Context, eventID, subscriptionID stri
 		Headers:        headers,
 		RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
 		RateLimit:      int(deref32(row.RateLimitPerSecond)),
+		MaxInFlight:    int(deref32(row.MaxInFlight)),
+		Ordering:       Ordering(row.Ordering),
+		OnDead:         OnDead(row.OnDead),
+		OrganizationID: deref(row.SubscriptionOrganizationID),
+		FailureStreak:  int(row.FailureStreak),
+		CircuitOpen:    row.CircuitWaitSeconds >= 0,
+		CircuitWait:    time.Duration(max(row.CircuitWaitSeconds, 0) * float64(time.Second)),
 	}
 	if row.EventSeq != nil {
 		target.Event = &Event{

@@ -66,6 +66,10 @@ var constraintFields = map[string]string{
 	"subscriptions_retry_schedule_valid":   "retry_schedule",
 	"subscriptions_headers_object":         "headers",
 	"subscriptions_rate_limit":             "rate_limit",
+	"subscriptions_max_in_flight":          "max_in_flight",
+	"subscriptions_ordering":               "ordering",
+	"subscriptions_on_dead":                "on_dead",
+	"events_type_reserved":                 "type",
 }
 
 // translateError maps database errors to outboxd's: no rows to ErrNotFound, check

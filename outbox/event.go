@@ -139,10 +139,14 @@ func (s *Store) EventClaimBatchTx(ctx context.Context, tx Executor, max int) ([]
 type FanoutDelivery struct {
 	EventSeq       int64
 	EventID        string
+	AgentID        string
 	SubscriptionID string
 
 	// RetrySchedule is the subscription's own schedule, nil for the default.
 	RetrySchedule RetrySchedule
+
+	// Ordered is true when the subscription orders deliveries by agent.
+	Ordered bool
 }
 
 // EventFanoutTx marks the claimed events fanned out and returns one FanoutDelivery
@@ -159,8 +163,10 @@ func (s *Store) EventFanoutTx(ctx context.Context, tx Executor, eventSeqs []int6
 		deliveries[i] = FanoutDelivery{
 			EventSeq:       row.EventSeq,
 			EventID:        row.EventID,
+			AgentID:        deref(row.AgentID),
 			SubscriptionID: row.SubscriptionID,
 			RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
+			Ordered:        Ordering(row.Ordering) == OrderingAgent,
 		}
 	}
 	return deliveries, nil

@@ -14,7 +14,7 @@ import (
 )
 
 // This file holds the management operations behind the REST API and the CLI:
-// editing subscriptions, agents' webhooks, listing events, finding dead deliveries.
+// editing subscriptions, agents' webhooks, listing events, finding what a recovery re-delivers.
 
 func isUniqueViolation(err error, constraint string) bool {
 	var pgErr *pgconn.PgError
@@ -39,6 +39,13 @@ type SubscriptionUpdateParams struct {
 
 	// RateLimit sets deliveries per second; 0 removes the limit.
 	RateLimit *int
+
+	// MaxInFlight sets the cap on deliveries in flight; 0 returns to the daemon's
+	// default.
+	MaxInFlight *int
+
+	Ordering *Ordering
+	OnDead   *OnDead
 }
 
 // SubscriptionUpdate applies a partial update and returns the subscription.
@@ -73,10 +80,22 @@ func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string
 		RetrySchedule: current.RetrySchedule,
 		AgentID:       current.AgentID,
 		RateLimit:     current.RateLimit,
+		MaxInFlight:   current.MaxInFlight,
+		Ordering:      current.Ordering,
+		OnDead:        current.OnDead,
 		Secret:        nil,
 	}
 	if params.RateLimit != nil {
 		merged.RateLimit = *params.RateLimit
+	}
+	if params.MaxInFlight != nil {
+		merged.MaxInFlight = *params.MaxInFlight
+	}
+	if params.Ordering != nil {
+		merged.Ordering = *params.Ordering
+	}
+	if params.OnDead != nil {
+		merged.OnDead = *params.OnDead
 	}
 	if params.URL != nil {
 		merged.URL = *params.URL
@@ -111,6 +130,9 @@ func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string
 		Headers:            headers,
 		RetryScheduleMs:    merged.RetrySchedule.millis(),
 		RateLimitPerSecond: rateLimitParam(merged.RateLimit),
+		MaxInFlight:        rateLimitParam(merged.MaxInFlight),
+		Ordering:           string(merged.Ordering.orDefault()),
+		OnDead:             string(merged.OnDead.orDefault()),
 	})
 	if err != nil {
 		return nil, translateError("update subscription", err)
@@ -285,10 +307,11 @@ func (s *Store) EventList(ctx context.Context, params *EventListParams) ([]*Even
 	return events, nil
 }
 
-// DeliveryDeadIDs returns up to limit ids of a subscription's deliveries that
-// ended dead in [since, until), in id order after afterID: the pages of a recovery.
-func (s *Store) DeliveryDeadIDs(ctx context.Context, subscriptionID string, since, until time.Time, afterID int64, limit int) ([]int64, error) {
-	ids, err := s.queries.DeliveryDeadIDs(ctx, s.on(s.db), &dbsqlc.DeliveryDeadIDsParams{
+// DeliveryFailedIDs returns up to limit ids of a subscription's deliveries that
+// ended dead or cancelled in [since, until), in id order after afterID: the pages
+// of a recovery.
+func (s *Store) DeliveryFailedIDs(ctx context.Context, subscriptionID string, since, until time.Time, afterID int64, limit int) ([]int64, error) {
+	ids, err := s.queries.DeliveryFailedIDs(ctx, s.on(s.db), &dbsqlc.DeliveryFailedIDsParams{
 		SubscriptionID: subscriptionID,
 		Since:          &since,
 		Until:          &until,
@@ -296,17 +319,19 @@ func (s *Store) DeliveryDeadIDs(ctx context.Context, subscriptionID string, sinc
 		Max:            int32(listLimit(limit)), //nolint:gosec // bounded by listLimit
 	})
 	if err != nil {
-		return nil, translateError("find dead deliveries", err)
+		return nil, translateError("find failed deliveries", err)
 	}
 	return ids, nil
 }
 
-// RecoveryKind is the River job kind of recoveries: re-delivering a subscription's
-// dead deliveries in a time window.
+// RecoveryKind is the River job kind of recoveries: re-delivering what a
+// subscription missed in a time window.
 const RecoveryKind = "outboxd.recover"
 
-// Recovery is a re-delivery of every delivery of a subscription that ended dead
-// in [Since, Until). It runs in the background as a River job; ID is the job's.
+// Recovery re-delivers what a subscription missed in [Since, Until): deliveries
+// that ended dead or cancelled (it was disabled) are retried, and events that
+// were published while it was disabled get a delivery. It runs in the background
+// as a River job; ID is the job's.
 type Recovery struct {
 	ID             int64      `json:"id"`
 	SubscriptionID string     `json:"subscription_id"`
@@ -314,14 +339,28 @@ type Recovery struct {
 	Until          time.Time  `json:"until"`
 	State          string     `json:"state"` // pending, running, completed, failed
 	Retried        int64      `json:"retried"`
+	Created        int64      `json:"created"`
 	Error          string     `json:"error,omitempty"`
 	CreatedAt      time.Time  `json:"created_at"`
 	FinishedAt     *time.Time `json:"finished_at"`
 }
 
-// RecoveryProgressSet records how many deliveries a running recovery has retried.
-func (s *Store) RecoveryProgressSet(ctx context.Context, recoveryID, retried, lastID int64) error {
-	err := s.queries.RecoveryProgressSet(ctx, s.on(s.db), &dbsqlc.RecoveryProgressSetParams{ID: recoveryID, Retried: retried, LastID: lastID})
+// RecoveryProgress is how far a recovery has got; it is kept in the recovery
+// job's metadata so a rescued recovery resumes rather than starts over.
+type RecoveryProgress struct {
+	Retried int64 `json:"recovery_retried"`
+	LastID  int64 `json:"recovery_last_id"`
+	Created int64 `json:"recovery_created"`
+	LastSeq int64 `json:"recovery_last_seq"`
+}
+
+// RecoveryProgressSet records a running recovery's progress.
+func (s *Store) RecoveryProgressSet(ctx context.Context, recoveryID int64, progress *RecoveryProgress) error {
+	data, err := json.Marshal(progress)
+	if err != nil {
+		return err
+	}
+	err = s.queries.RecoveryProgressSet(ctx, s.on(s.db), &dbsqlc.RecoveryProgressSetParams{ID: recoveryID, Progress: data})
 	return translateError("record recovery progress", err)
 }
 

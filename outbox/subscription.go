@@ -38,9 +38,26 @@ type Subscription struct {
 	// daemon (plus a burst of one); 0 is no limit.
 	RateLimit int `json:"rate_limit,omitempty"`
 
+	// MaxInFlight caps its deliveries in flight at once across every daemon; 0
+	// leaves only each daemon's default cap (DeliveryConfig.MaxInFlightDefault).
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+
+	// Ordering is OrderingAgent to deliver each agent's events one at a time in
+	// outbox order, or OrderingNone.
+	Ordering Ordering `json:"ordering"`
+
+	// OnDead says what an ordered line does when a delivery ends dead.
+	OnDead OnDead `json:"on_dead"`
+
 	// AgentWebhook marks the agent's webhook configuration (/v1/agents/{id}/webhook):
 	// at most one per agent.
 	AgentWebhook bool `json:"agent_webhook,omitempty"`
+
+	// FailureStreak counts attempts failed in a row; FailingSince is when the run
+	// began, and CircuitOpenUntil when the circuit breaker next lets one through.
+	FailureStreak    int        `json:"failure_streak"`
+	FailingSince     *time.Time `json:"failing_since,omitempty"`
+	CircuitOpenUntil *time.Time `json:"circuit_open_until,omitempty"`
 
 	DisabledReason string     `json:"disabled_reason,omitempty"`
 	DisabledAt     *time.Time `json:"disabled_at,omitempty"`
@@ -54,21 +71,27 @@ func subscriptionFromRow(row *dbsqlc.OutboxSubscription) (*Subscription, error) 
 		return nil, err
 	}
 	return &Subscription{
-		ID:             row.ID,
-		URL:            row.Url,
-		OrganizationID: deref(row.OrganizationID),
-		AgentID:        deref(row.AgentID),
-		EventTypes:     row.EventTypes,
-		Enabled:        row.Enabled,
-		Description:    row.Description,
-		Headers:        headers,
-		RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
-		AgentWebhook:   row.AgentWebhook,
-		RateLimit:      int(deref32(row.RateLimitPerSecond)),
-		DisabledReason: deref(row.DisabledReason),
-		DisabledAt:     row.DisabledAt,
-		CreatedAt:      row.CreatedAt,
-		UpdatedAt:      row.UpdatedAt,
+		ID:               row.ID,
+		URL:              row.Url,
+		OrganizationID:   deref(row.OrganizationID),
+		AgentID:          deref(row.AgentID),
+		EventTypes:       row.EventTypes,
+		Enabled:          row.Enabled,
+		Description:      row.Description,
+		Headers:          headers,
+		RetrySchedule:    retryScheduleFromMillis(row.RetryScheduleMs),
+		AgentWebhook:     row.AgentWebhook,
+		RateLimit:        int(deref32(row.RateLimitPerSecond)),
+		MaxInFlight:      int(deref32(row.MaxInFlight)),
+		Ordering:         Ordering(row.Ordering),
+		OnDead:           OnDead(row.OnDead),
+		FailureStreak:    int(row.FailureStreak),
+		FailingSince:     row.FailingSince,
+		CircuitOpenUntil: row.CircuitOpenUntil,
+		DisabledReason:   deref(row.DisabledReason),
+		DisabledAt:       row.DisabledAt,
+		CreatedAt:        row.CreatedAt,
+		UpdatedAt:        row.UpdatedAt,
 	}, nil
 }
 
@@ -271,6 +294,14 @@ type SubscriptionCreateParams struct {
 	// RateLimit caps deliveries per second across every daemon; 0 is no limit.
 	RateLimit int
 
+	// MaxInFlight caps deliveries in flight at once across every daemon (1 to
+	// 10,000); 0 leaves each daemon's default cap.
+	MaxInFlight int
+
+	// Ordering defaults to OrderingNone; OnDead to OnDeadBlock.
+	Ordering Ordering
+	OnDead   OnDead
+
 	// AgentWebhook makes this the agent's webhook configuration; AgentID is then
 	// required and the agent may have no other.
 	AgentWebhook bool
@@ -328,6 +359,15 @@ func (s *Store) validateSubscriptionFields(ctx context.Context, params *Subscrip
 	if params.RateLimit < 0 || params.RateLimit > 100_000 {
 		return invalid("rate_limit", "deliveries per second, 1 to 100000 (0 for none)")
 	}
+	if params.MaxInFlight < 0 || params.MaxInFlight > MaxInFlightMax {
+		return invalid("max_in_flight", "deliveries in flight at once, 1 to %d (0 for the daemon's default)", MaxInFlightMax)
+	}
+	if err := params.Ordering.validate(); err != nil {
+		return err
+	}
+	if err := params.OnDead.validate(); err != nil {
+		return err
+	}
 	if params.AgentWebhook && params.AgentID == "" {
 		return invalid("agent_id", "required for an agent's webhook")
 	}
@@ -383,6 +423,9 @@ func (s *Store) SubscriptionCreateTx(ctx context.Context, tx Executor, params *S
 		RetryScheduleMs:    params.RetrySchedule.millis(),
 		AgentWebhook:       params.AgentWebhook,
 		RateLimitPerSecond: rateLimitParam(params.RateLimit),
+		MaxInFlight:        rateLimitParam(params.MaxInFlight),
+		Ordering:           string(params.Ordering.orDefault()),
+		OnDead:             string(params.OnDead.orDefault()),
 	})
 	if err != nil {
 		if isUniqueViolation(err, "subscriptions_agent_webhook") {
@@ -495,11 +538,12 @@ func listLimit(limit int) int {
 	return limit
 }
 
-func rateLimitParam(perSecond int) *int32 {
-	if perSecond <= 0 {
+// rateLimitParam stores a positive limit; 0 (none) is NULL.
+func rateLimitParam(limit int) *int32 {
+	if limit <= 0 {
 		return nil
 	}
-	v := int32(perSecond) //nolint:gosec // validated to at most 100,000
+	v := int32(limit) //nolint:gosec // validated to at most 100,000
 	return &v
 }
 

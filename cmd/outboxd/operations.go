@@ -125,9 +125,11 @@ func newRecoverCommand(a *app) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "recover --subscription ID --since TIME [--until TIME]",
-		Short: "Re-deliver every delivery of a subscription that ended dead in a time window",
-		Long: `Re-deliver every delivery of a subscription that ended dead in [--since, --until)
-(--until defaults to now). The recovery runs in the background on the daemons, with
+		Short: "Re-deliver what a subscription missed in a time window",
+		Long: `Re-deliver what a subscription missed in [--since, --until) (--until defaults to
+now): every delivery that ended dead, or cancelled because the subscription was
+disabled, and every matching event published while it was disabled. Enable the
+subscription first (subscriptions enable ID). The recovery runs in the background on the daemons, with
 no cap; this command follows its progress until it ends (--no-wait to return at once).
 Times are RFC 3339 (2026-01-02T15:04:05Z) or a duration ago (2h).`,
 		Args: cobra.NoArgs,
@@ -157,14 +159,14 @@ Times are RFC 3339 (2026-01-02T15:04:05Z) or a duration ago (2h).`,
 				return err
 			}
 			if !asJSON {
-				fmt.Fprintf(a.stdout, "recovery %d: re-delivering dead deliveries of %s from %s to %s\n", recovery.ID, subscription,
+				fmt.Fprintf(a.stdout, "recovery %d: re-delivering what %s missed from %s to %s\n", recovery.ID, subscription,
 					from.Local().Format(time.DateTime), to.Local().Format(time.DateTime))
 			}
 			last := int64(-1)
 			for !noWait && recovery.State != "completed" && recovery.State != "failed" {
-				if !asJSON && recovery.Retried != last {
-					fmt.Fprintf(a.stdout, "  %s: %d retried so far\n", recovery.State, recovery.Retried)
-					last = recovery.Retried
+				if !asJSON && recovery.Retried+recovery.Created != last {
+					fmt.Fprintf(a.stdout, "  %s: %d retried, %d missed events queued so far\n", recovery.State, recovery.Retried, recovery.Created)
+					last = recovery.Retried + recovery.Created
 				}
 				select {
 				case <-ctx.Done():
@@ -180,7 +182,7 @@ Times are RFC 3339 (2026-01-02T15:04:05Z) or a duration ago (2h).`,
 			}
 			switch recovery.State {
 			case "completed":
-				fmt.Fprintf(a.stdout, "recovery %d done: %d deliveries retried\n", recovery.ID, recovery.Retried)
+				fmt.Fprintf(a.stdout, "recovery %d done: %d dead or cancelled deliveries retried, %d missed events queued\n", recovery.ID, recovery.Retried, recovery.Created)
 			case "failed":
 				return fmt.Errorf("recovery %d failed after %d retried: %s", recovery.ID, recovery.Retried, recovery.Error)
 			default:

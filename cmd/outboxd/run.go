@@ -41,6 +41,12 @@ type runFlags struct {
 	retrySchedule  string
 	retryAfterMax  time.Duration
 
+	maxInFlight      int
+	circuitFailures  int
+	circuitBackoff   time.Duration
+	circuitBackoffMx time.Duration
+	disableAfter     time.Duration
+
 	rescueAfter        time.Duration
 	completedRetention time.Duration
 	deadRetention      time.Duration
@@ -84,6 +90,11 @@ Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
 	flags.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "limit on connecting to a receiver")
 	flags.StringVar(&f.retrySchedule, "retry-schedule", jobs.DefaultRetrySchedule.String(), "default waits between attempts, for subscriptions without their own")
 	flags.DurationVar(&f.retryAfterMax, "retry-after-max", jobs.RetryAfterMaxDefault, "longest a receiver's Retry-After may delay the next attempt")
+	flags.IntVar(&f.maxInFlight, "max-in-flight", 0, "default cap on one subscription's deliveries in flight on this daemon, so a slow endpoint cannot take every worker (default: a quarter of --delivery-workers); a subscription's own --max-in-flight replaces it")
+	flags.IntVar(&f.circuitFailures, "circuit-failures", jobs.CircuitThresholdDefault, "failed attempts in a row that open a subscription's circuit: its deliveries then wait, spending no attempts")
+	flags.DurationVar(&f.circuitBackoff, "circuit-backoff", jobs.CircuitBackoffMinDefault, "how long an opened circuit first waits before a probe; doubles while probes fail")
+	flags.DurationVar(&f.circuitBackoffMx, "circuit-backoff-max", jobs.CircuitBackoffMaxDefault, "longest wait between probes of a failing subscription")
+	flags.DurationVar(&f.disableAfter, "disable-after", jobs.CircuitDisableAfterDefault, "disable a subscription whose every attempt has failed for this long, and publish outboxd.subscription.disabled (0: never)")
 	flags.DurationVar(&f.rescueAfter, "rescue-stuck-after", 0, "retry jobs still running after this long, presuming their daemon died; must exceed --request-timeout + 10s (default: that + 1m)")
 	flags.DurationVar(&f.completedRetention, "completed-retention", jobs.CompletedRetentionDefault, "keep delivered deliveries this long")
 	flags.DurationVar(&f.deadRetention, "dead-retention", jobs.DeadRetentionDefault, "keep dead and cancelled deliveries this long")
@@ -104,6 +115,16 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	schedule, err := outbox.ParseRetrySchedule(f.retrySchedule)
 	if err != nil {
 		return fmt.Errorf("--retry-schedule: %w", err)
+	}
+	switch {
+	case f.maxInFlight < 0:
+		return fmt.Errorf("--max-in-flight: %d is negative (0 takes the default)", f.maxInFlight)
+	case f.circuitFailures < 1:
+		return fmt.Errorf("--circuit-failures: must be at least 1, not %d", f.circuitFailures)
+	case f.circuitBackoff <= 0 || f.circuitBackoffMx < f.circuitBackoff:
+		return fmt.Errorf("--circuit-backoff (%s) must be positive and at most --circuit-backoff-max (%s)", f.circuitBackoff, f.circuitBackoffMx)
+	case f.disableAfter < 0:
+		return fmt.Errorf("--disable-after: %s is negative (0 never disables)", f.disableAfter)
 	}
 	keyring, err := a.keyring()
 	if err != nil {
@@ -164,11 +185,18 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 			PollInterval: f.pollInterval,
 		},
 		Delivery: jobs.DeliveryConfig{
-			RetrySchedule:  schedule,
-			RequestTimeout: f.requestTimeout,
-			ConnectTimeout: f.connectTimeout,
-			RetryAfterMax:  f.retryAfterMax,
-			UserAgent:      "outboxd/" + outboxdVersion(),
+			RetrySchedule:      schedule,
+			RequestTimeout:     f.requestTimeout,
+			ConnectTimeout:     f.connectTimeout,
+			RetryAfterMax:      f.retryAfterMax,
+			UserAgent:          "outboxd/" + outboxdVersion(),
+			MaxInFlightDefault: f.maxInFlight,
+			Circuit: outbox.CircuitPolicy{
+				Threshold:    f.circuitFailures,
+				BackoffMin:   f.circuitBackoff,
+				BackoffMax:   f.circuitBackoffMx,
+				DisableAfter: disableAfter(f.disableAfter),
+			},
 		},
 		FanoutWorkers:        f.fanoutWorkers,
 		DeliveryWorkers:      f.deliveryWorkers,
@@ -251,4 +279,12 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	}
 	logger.InfoContext(ctx, "outboxd stopped")
 	return nil
+}
+
+// disableAfter maps --disable-after 0 ("never") to the daemon's negative.
+func disableAfter(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

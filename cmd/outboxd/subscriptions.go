@@ -98,6 +98,15 @@ func newSubscriptionsCreateCommand(a *app) *cobra.Command {
 			if result.RetrySchedule != nil {
 				fmt.Fprintf(w, "  retry schedule:\t%s\n", result.RetrySchedule)
 			}
+			if result.RateLimit > 0 {
+				fmt.Fprintf(w, "  rate limit:\t%d/s\n", result.RateLimit)
+			}
+			if result.MaxInFlight > 0 {
+				fmt.Fprintf(w, "  max in flight:\t%d\n", result.MaxInFlight)
+			}
+			if result.Ordering == outbox.OrderingAgent {
+				fmt.Fprintf(w, "  ordering:\tagent (on dead: %s)\n", result.OnDead)
+			}
 			fmt.Fprintf(w, "  secret:\t%s\n", result.Secret)
 			fmt.Fprintln(w, "\nThe secret is shown only now. Receivers use it to verify the webhook-signature header.")
 			return w.Flush()
@@ -113,6 +122,9 @@ func newSubscriptionsCreateCommand(a *app) *cobra.Command {
 	flags.StringArrayVar(&headers, "header", nil, "extra request header NAME=VALUE (repeatable)")
 	flags.StringVar(&retrySchedule, "retry-schedule", "", "waits between attempts for this subscription, e.g. 1s,5s,5m (default: the daemon's)")
 	flags.IntVar(&params.RateLimit, "rate-limit", 0, "at most this many deliveries per second, across every daemon (0: no limit)")
+	flags.IntVar(&params.MaxInFlight, "max-in-flight", 0, "at most this many deliveries in flight at once, across every daemon (0: each daemon's default cap)")
+	flags.StringVar((*string)(&params.Ordering), "ordering", "none", "'agent': deliver each agent's events one at a time, in publish order")
+	flags.StringVar((*string)(&params.OnDead), "on-dead", "block", "with --ordering agent, when a delivery ends dead: 'block' the agent's line until it is retried, or 'skip' it")
 	flags.StringVar(&allowPrivate, "allow-private-targets", "", "CIDR prefixes the URL may point at although private or loopback, e.g. 127.0.0.0/8")
 	flags.BoolVar(&asJSON, "json", false, "print the subscription (with its secret) as JSON")
 	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")

@@ -27,7 +27,8 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 	var (
 		url, events, description, retrySchedule string
 		allowPrivate                            string
-		rateLimit                               int
+		rateLimit, maxInFlight                  int
+		ordering, onDead                        string
 		asJSON                                  bool
 	)
 	cmd := &cobra.Command{
@@ -62,8 +63,18 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 			if flags.Changed("rate-limit") {
 				params.RateLimit = &rateLimit
 			}
-			if params.URL == nil && params.EventTypes == nil && params.Description == nil && !params.SetRetrySchedule && params.RateLimit == nil {
-				return errors.New("nothing to change: pass --url, --events, --description, --retry-schedule or --rate-limit")
+			if flags.Changed("max-in-flight") {
+				params.MaxInFlight = &maxInFlight
+			}
+			if flags.Changed("ordering") {
+				params.Ordering = (*outbox.Ordering)(&ordering)
+			}
+			if flags.Changed("on-dead") {
+				params.OnDead = (*outbox.OnDead)(&onDead)
+			}
+			if params.URL == nil && params.EventTypes == nil && params.Description == nil && !params.SetRetrySchedule &&
+				params.RateLimit == nil && params.MaxInFlight == nil && params.Ordering == nil && params.OnDead == nil {
+				return errors.New("nothing to change: pass --url, --events, --description, --retry-schedule, --rate-limit, --max-in-flight, --ordering or --on-dead")
 			}
 			store, pool, err := a.openStore(cmd.Context(), &storeOpts{allowPrivateTargets: allowPrivate})
 			if err != nil {
@@ -87,6 +98,9 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 	flags.StringVar(&description, "description", "", "new description")
 	flags.StringVar(&retrySchedule, "retry-schedule", "", "new waits between attempts, or 'default' for the daemon's")
 	flags.IntVar(&rateLimit, "rate-limit", 0, "deliveries per second across every daemon; 0 removes the limit")
+	flags.IntVar(&maxInFlight, "max-in-flight", 0, "deliveries in flight at once across every daemon; 0 returns to each daemon's default cap")
+	flags.StringVar(&ordering, "ordering", "", "'agent' or 'none'")
+	flags.StringVar(&onDead, "on-dead", "", "'block' or 'skip'")
 	flags.StringVar(&allowPrivate, "allow-private-targets", "", "CIDR prefixes the new URL may point at although private or loopback")
 	flags.BoolVar(&asJSON, "json", false, "print the subscription as JSON")
 	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")

@@ -160,6 +160,9 @@ type subscriptionCreateRequest struct {
 	Headers        map[string]string    `json:"headers"`
 	RetrySchedule  outbox.RetrySchedule `json:"retry_schedule"`
 	RateLimit      int                  `json:"rate_limit"`
+	MaxInFlight    int                  `json:"max_in_flight"`
+	Ordering       outbox.Ordering      `json:"ordering"`
+	OnDead         outbox.OnDead        `json:"on_dead"`
 	Secret         string               `json:"secret"`
 }
 
@@ -204,7 +207,7 @@ func (a *api) subscriptionCreate(w http.ResponseWriter, r *http.Request) {
 	result, err := a.store.SubscriptionCreate(r.Context(), &outbox.SubscriptionCreateParams{
 		URL: req.URL, EventTypes: req.EventTypes, AgentID: req.AgentID, OrganizationID: org,
 		Description: req.Description, Headers: req.Headers, RetrySchedule: req.RetrySchedule, Secret: secret,
-		RateLimit: req.RateLimit,
+		RateLimit: req.RateLimit, MaxInFlight: req.MaxInFlight, Ordering: req.Ordering, OnDead: req.OnDead,
 	})
 	if err != nil {
 		a.fail(w, r, err)
@@ -288,6 +291,9 @@ type subscriptionPatchRequest struct {
 	RetrySchedule json.RawMessage   `json:"retry_schedule"`
 	Enabled       *bool             `json:"enabled"`
 	RateLimit     *int              `json:"rate_limit"`
+	MaxInFlight   *int              `json:"max_in_flight"`
+	Ordering      *outbox.Ordering  `json:"ordering"`
+	OnDead        *outbox.OnDead    `json:"on_dead"`
 }
 
 func (a *api) subscriptionUpdate(w http.ResponseWriter, r *http.Request) {
@@ -299,7 +305,8 @@ func (a *api) subscriptionUpdate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	params := &outbox.SubscriptionUpdateParams{URL: req.URL, EventTypes: req.EventTypes, Description: req.Description, Headers: req.Headers, Enabled: req.Enabled, RateLimit: req.RateLimit}
+	params := &outbox.SubscriptionUpdateParams{URL: req.URL, EventTypes: req.EventTypes, Description: req.Description, Headers: req.Headers, Enabled: req.Enabled, RateLimit: req.RateLimit,
+		MaxInFlight: req.MaxInFlight, Ordering: req.Ordering, OnDead: req.OnDead}
 	if req.RetrySchedule != nil {
 		params.SetRetrySchedule = true
 		if string(req.RetrySchedule) != "null" {

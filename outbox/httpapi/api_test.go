@@ -95,7 +95,8 @@ func setup(t *testing.T) *apiBundle {
 		Relay:             jobs.RelayConfig{PollInterval: 20 * time.Millisecond},
 		FetchPollInterval: 50 * time.Millisecond,
 		DeliveryWorkers:   10,
-		Delivery:          jobs.DeliveryConfig{RequestTimeout: 5 * time.Second},
+		// Failing receivers here test retries and recovery, not the circuit breaker.
+		Delivery: jobs.DeliveryConfig{RequestTimeout: 5 * time.Second, Circuit: outbox.CircuitPolicy{Threshold: 1000}},
 	})
 	require.NoError(t, err)
 	events, cancel := daemon.Client().SubscribeConfig(&river.SubscribeConfig{

@@ -147,6 +147,9 @@ type SubscriptionOpts struct {
 	OrganizationID string
 	RetrySchedule  outbox.RetrySchedule
 	Headers        map[string]string
+	MaxInFlight    int
+	Ordering       outbox.Ordering
+	OnDead         outbox.OnDead
 }
 
 // Subscription creates a subscription.
@@ -166,6 +169,9 @@ func Subscription(ctx context.Context, tb testing.TB, store *outbox.Store, opts 
 		OrganizationID: opts.OrganizationID,
 		RetrySchedule:  opts.RetrySchedule,
 		Headers:        opts.Headers,
+		MaxInFlight:    opts.MaxInFlight,
+		Ordering:       opts.Ordering,
+		OnDead:         opts.OnDead,
 	})
 	require.NoError(tb, err)
 	return result

@@ -44,21 +44,21 @@ WITH batch AS (
     RETURNING id, event_id, type, organization_id, agent_id
 ),
 matched AS (
-    SELECT b.id AS event_seq, b.event_id, s.id AS subscription_id, s.retry_schedule_ms, s.event_types, b.type
+    SELECT b.id AS event_seq, b.event_id, b.agent_id, s.id AS subscription_id, s.retry_schedule_ms, s.ordering, s.event_types, b.type
     FROM batch AS b
     JOIN outbox.subscriptions AS s ON s.enabled AND s.agent_id = b.agent_id
     WHERE s.organization_id IS NULL OR s.organization_id = b.organization_id
     UNION ALL
-    SELECT b.id, b.event_id, s.id, s.retry_schedule_ms, s.event_types, b.type
+    SELECT b.id, b.event_id, b.agent_id, s.id, s.retry_schedule_ms, s.ordering, s.event_types, b.type
     FROM batch AS b
     JOIN outbox.subscriptions AS s ON s.enabled AND s.agent_id IS NULL AND s.organization_id = b.organization_id
     UNION ALL
-    SELECT b.id, b.event_id, s.id, s.retry_schedule_ms, s.event_types, b.type
+    SELECT b.id, b.event_id, b.agent_id, s.id, s.retry_schedule_ms, s.ordering, s.event_types, b.type
     FROM batch AS b
     CROSS JOIN outbox.subscriptions AS s
     WHERE s.enabled AND s.agent_id IS NULL AND s.organization_id IS NULL
 )
-SELECT m.event_seq, m.event_id, m.subscription_id, m.retry_schedule_ms
+SELECT m.event_seq, m.event_id, m.agent_id, m.subscription_id, m.retry_schedule_ms, m.ordering
 FROM matched AS m
 WHERE outbox.event_type_matches(m.event_types, m.type)
 ORDER BY m.event_seq, m.subscription_id;

@@ -1,5 +1,6 @@
 -- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second)
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second,
+    max_in_flight, ordering, on_dead)
 VALUES (
     sqlc.narg(organization_id),
     sqlc.narg(agent_id),
@@ -9,7 +10,10 @@ VALUES (
     @headers::jsonb,
     sqlc.narg(retry_schedule_ms)::bigint[],
     @agent_webhook,
-    sqlc.narg(rate_limit_per_second)::integer
+    sqlc.narg(rate_limit_per_second)::integer,
+    sqlc.narg(max_in_flight)::integer,
+    @ordering,
+    @on_dead
 )
 RETURNING *;
 
@@ -51,13 +55,17 @@ SET url = @url,
     headers = @headers::jsonb,
     retry_schedule_ms = sqlc.narg(retry_schedule_ms)::bigint[],
     rate_limit_per_second = sqlc.narg(rate_limit_per_second)::integer,
+    max_in_flight = sqlc.narg(max_in_flight)::integer,
+    ordering = @ordering,
+    on_dead = @on_dead,
     updated_at = now()
 WHERE id = @id
 RETURNING *;
 
 -- name: SubscriptionEnable :execrows
 UPDATE outbox.subscriptions
-SET enabled = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now()
+SET enabled = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now(),
+    failure_streak = 0, failing_since = NULL, circuit_open_until = NULL
 WHERE id = @id AND NOT enabled;
 
 -- name: AgentWebhookGet :one
@@ -102,3 +110,40 @@ taken AS (
 SELECT
     EXISTS (SELECT 1 FROM taken) AS allowed,
     coalesce((SELECT extract(epoch FROM s.tat - now() - make_interval(secs => 0.5 / s.rate)) FROM s), 0)::float8 AS wait_seconds;
+
+-- name: CircuitProbeTake :one
+-- After the breaker's wait, the first delivery to ask becomes the probe: the
+-- circuit stays shut to the others for probe_seconds while it tries.
+UPDATE outbox.subscriptions
+SET circuit_open_until = now() + make_interval(secs => @probe_seconds::float8)
+WHERE id = @subscription_id AND circuit_open_until IS NOT NULL AND circuit_open_until <= now()
+RETURNING id;
+
+-- name: SubscriptionFailureRecord :one
+-- Counts a failed attempt. From the threshold-th failure in a row the circuit
+-- opens for backoff_min, doubling with each further failure up to backoff_max.
+UPDATE outbox.subscriptions AS s
+SET failure_streak = s.failure_streak + 1,
+    failing_since = coalesce(s.failing_since, now()),
+    circuit_open_until = (CASE
+        WHEN s.failure_streak + 1 >= sqlc.arg(threshold)::integer THEN now() + least(
+            make_interval(secs => sqlc.arg(backoff_min_seconds)::float8 * power(2, least(s.failure_streak + 1 - sqlc.arg(threshold)::integer, 20))),
+            make_interval(secs => sqlc.arg(backoff_max_seconds)::float8))
+        ELSE s.circuit_open_until
+    END)
+WHERE s.id = @subscription_id
+RETURNING s.failure_streak, s.failing_since, s.circuit_open_until, s.enabled, s.organization_id, s.url,
+    (s.failing_since <= now() - make_interval(secs => sqlc.arg(disable_after_seconds)::float8))::boolean AS disable_due;
+
+-- name: SubscriptionSuccessRecord :one
+-- Ends a run of failures; reports whether the circuit had opened.
+UPDATE outbox.subscriptions AS s
+SET failure_streak = 0, failing_since = NULL, circuit_open_until = NULL
+FROM (SELECT o.id, o.failure_streak, o.circuit_open_until FROM outbox.subscriptions AS o WHERE o.id = @subscription_id FOR UPDATE) AS old
+WHERE s.id = old.id AND old.failure_streak > 0
+RETURNING old.failure_streak AS previous_streak, (old.circuit_open_until IS NOT NULL)::boolean AS was_open,
+    s.organization_id, s.url;
+
+-- name: OperationalPublishAllow :exec
+-- Lets this transaction publish outboxd.* events (migration 5 reserves them).
+SELECT set_config('outboxd.operational', 'on', true);

@@ -11,12 +11,29 @@ import (
 	"time"
 )
 
-const deliveryDeadIDs = `-- name: DeliveryDeadIDs :many
+const deliveryAttemptsSet = `-- name: DeliveryAttemptsSet :exec
+UPDATE outbox.river_job
+SET metadata = metadata || jsonb_build_object('attempts', $1::jsonb)
+WHERE id = $2 AND kind = 'outboxd.delivery'
+`
+
+type DeliveryAttemptsSetParams struct {
+	Attempts json.RawMessage
+	ID       int64
+}
+
+// Writes a delivery's attempt log when the worker completes the job itself.
+func (q *Queries) DeliveryAttemptsSet(ctx context.Context, db DBTX, arg *DeliveryAttemptsSetParams) error {
+	_, err := db.Exec(ctx, deliveryAttemptsSet, arg.Attempts, arg.ID)
+	return err
+}
+
+const deliveryFailedIDs = `-- name: DeliveryFailedIDs :many
 SELECT j.id
 FROM outbox.river_job AS j
 WHERE j.kind = 'outboxd.delivery'
-    AND j.state = 'discarded'
-    AND j.args @> jsonb_build_object('subscription_id', $1::text)
+    AND j.state IN ('discarded', 'cancelled')
+    AND j.args ->> 'subscription_id' = $1::text
     AND j.finalized_at >= $2
     AND j.finalized_at < $3
     AND j.id > $4
@@ -24,7 +41,7 @@ ORDER BY j.id
 LIMIT $5
 `
 
-type DeliveryDeadIDsParams struct {
+type DeliveryFailedIDsParams struct {
 	SubscriptionID string
 	Since          *time.Time
 	Until          *time.Time
@@ -32,10 +49,10 @@ type DeliveryDeadIDsParams struct {
 	Max            int32
 }
 
-// Dead deliveries of a subscription that died in [since, until), in id order from
-// after_id, for recovery.
-func (q *Queries) DeliveryDeadIDs(ctx context.Context, db DBTX, arg *DeliveryDeadIDsParams) ([]int64, error) {
-	rows, err := db.Query(ctx, deliveryDeadIDs,
+// Deliveries of a subscription that ended dead or cancelled (the subscription was
+// disabled) in [since, until), in id order from after_id, for recovery.
+func (q *Queries) DeliveryFailedIDs(ctx context.Context, db DBTX, arg *DeliveryFailedIDsParams) ([]int64, error) {
+	rows, err := db.Query(ctx, deliveryFailedIDs,
 		arg.SubscriptionID,
 		arg.Since,
 		arg.Until,
@@ -85,35 +102,72 @@ func (q *Queries) DeliveryGet(ctx context.Context, db DBTX, id int64) (*OutboxDe
 	return &i, err
 }
 
+const deliveryLeaseRelease = `-- name: DeliveryLeaseRelease :exec
+DELETE FROM outbox.delivery_leases WHERE job_id = $1
+`
+
+func (q *Queries) DeliveryLeaseRelease(ctx context.Context, db DBTX, jobID int64) error {
+	_, err := db.Exec(ctx, deliveryLeaseRelease, jobID)
+	return err
+}
+
+const deliveryLeaseTake = `-- name: DeliveryLeaseTake :one
+SELECT outbox.delivery_lease_take($1::text, $2::bigint, make_interval(secs => $3::float8))::boolean AS taken
+`
+
+type DeliveryLeaseTakeParams struct {
+	SubscriptionID string
+	JobID          int64
+	LeaseSeconds   float64
+}
+
+// One of the subscription's max_in_flight slots for this attempt (true), or none
+// free (false). True also when the subscription sets no cap.
+func (q *Queries) DeliveryLeaseTake(ctx context.Context, db DBTX, arg *DeliveryLeaseTakeParams) (bool, error) {
+	row := db.QueryRow(ctx, deliveryLeaseTake, arg.SubscriptionID, arg.JobID, arg.LeaseSeconds)
+	var taken bool
+	err := row.Scan(&taken)
+	return taken, err
+}
+
 const deliveryList = `-- name: DeliveryList :many
 SELECT d.id, d.event_id, d.subscription_id, d.state, d.attempts, d.max_attempts, d.last_status_code, d.last_error, d.created_at, d.delivered_at, d.next_attempt_at, d.finalized_at, d.attempt_log
 FROM outbox.deliveries AS d
-LEFT JOIN outbox.subscriptions AS s ON s.id = d.subscription_id
-LEFT JOIN outbox.events AS e ON e.event_id = d.event_id
-WHERE ($1::text IS NULL OR d.id IN (
-        SELECT j.id FROM outbox.river_job AS j
-        WHERE j.kind = 'outboxd.delivery' AND j.args @> jsonb_build_object('event_id', $1::text)))
-    AND ($2::text IS NULL OR d.id IN (
-        SELECT j.id FROM outbox.river_job AS j
-        WHERE j.kind = 'outboxd.delivery' AND j.args @> jsonb_build_object('subscription_id', $2::text)))
-    AND ($3::text IS NULL OR d.state = $3)
-    AND ($4::text IS NULL OR s.organization_id = $4)
-    AND ($5::text IS NULL OR e.agent_id = $5)
-    AND ($6::text IS NULL OR e.type = $6)
-    AND ($7::timestamptz IS NULL OR d.created_at >= $7)
-    AND ($8::timestamptz IS NULL OR d.created_at < $8)
-    AND ($9::bigint IS NULL OR d.id < $9)
+WHERE d.id IN (
+    SELECT j.id
+    FROM outbox.river_job AS j
+    WHERE j.kind = 'outboxd.delivery'
+        AND ($1::text IS NULL OR j.args ->> 'event_id' = $1)
+        AND ($2::text IS NULL OR j.args ->> 'subscription_id' = $2)
+        AND ($3::text IS NULL OR j.args ->> 'agent_id' = $3)
+        AND ($4::text IS NULL OR j.args ->> 'subscription_id' IN (
+            SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = $4))
+        AND ($5::text IS NULL OR EXISTS (
+            SELECT 1 FROM outbox.events AS e WHERE e.event_id = j.args ->> 'event_id' AND e.type = $5))
+        AND ($6::text IS NULL OR (CASE
+            WHEN j.state = 'completed' THEN 'delivered'
+            WHEN j.state = 'discarded' THEN 'dead'
+            WHEN j.state = 'cancelled' THEN 'cancelled'
+            WHEN j.state = 'running' THEN 'delivering'
+            WHEN j.attempt > 0 THEN 'retrying'
+            ELSE 'pending'
+        END) = $6)
+        AND ($7::timestamptz IS NULL OR j.created_at >= $7)
+        AND ($8::timestamptz IS NULL OR j.created_at < $8)
+        AND ($9::bigint IS NULL OR j.id < $9)
+    ORDER BY j.id DESC
+    LIMIT $10
+)
 ORDER BY d.id DESC
-LIMIT $10
 `
 
 type DeliveryListParams struct {
 	EventID        *string
 	SubscriptionID *string
-	State          *string
-	OrganizationID *string
 	AgentID        *string
+	OrganizationID *string
 	EventType      *string
+	State          *string
 	Since          *time.Time
 	Until          *time.Time
 	BeforeID       *int64
@@ -124,16 +178,17 @@ type DeliveryListRow struct {
 	OutboxDelivery OutboxDelivery
 }
 
-// Newest first. The event and subscription filters use River's GIN index on args;
-// organization (the subscription's), agent and type (the event's) join their rows.
+// Newest first. The filters run on River's job rows, where the subscription, event
+// and agent each have an index (migration 5) that walks them newest first;
+// organization is the subscription's and type the event's.
 func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListParams) ([]*DeliveryListRow, error) {
 	rows, err := db.Query(ctx, deliveryList,
 		arg.EventID,
 		arg.SubscriptionID,
-		arg.State,
-		arg.OrganizationID,
 		arg.AgentID,
+		arg.OrganizationID,
 		arg.EventType,
+		arg.State,
 		arg.Since,
 		arg.Until,
 		arg.BeforeID,
@@ -179,6 +234,15 @@ SELECT
     s.headers,
     s.retry_schedule_ms,
     s.rate_limit_per_second,
+    s.max_in_flight,
+    s.ordering,
+    s.on_dead,
+    s.failure_streak,
+    s.organization_id AS subscription_organization_id,
+    -- Seconds until the circuit breaker lets an attempt through (0 when it does
+    -- now), measured on the database's clock like the breaker itself.
+    (CASE WHEN s.circuit_open_until IS NULL THEN -1
+        ELSE greatest(extract(epoch FROM s.circuit_open_until - now()), 0) END)::float8 AS circuit_wait_seconds,
     e.id AS event_seq,
     e.event_id,
     e.type,
@@ -207,21 +271,27 @@ type DeliveryTargetParams struct {
 }
 
 type DeliveryTargetRow struct {
-	SubscriptionID     string
-	Url                string
-	Enabled            bool
-	Headers            json.RawMessage
-	RetryScheduleMs    []int64
-	RateLimitPerSecond *int32
-	EventSeq           *int64
-	EventID            *string
-	Type               *string
-	OrganizationID     *string
-	AgentID            *string
-	Payload            json.RawMessage
-	CreatedAt          *time.Time
-	SecretKeyIds       []string
-	SecretCiphertexts  [][]byte
+	SubscriptionID             string
+	Url                        string
+	Enabled                    bool
+	Headers                    json.RawMessage
+	RetryScheduleMs            []int64
+	RateLimitPerSecond         *int32
+	MaxInFlight                *int32
+	Ordering                   string
+	OnDead                     string
+	FailureStreak              int32
+	SubscriptionOrganizationID *string
+	CircuitWaitSeconds         float64
+	EventSeq                   *int64
+	EventID                    *string
+	Type                       *string
+	OrganizationID             *string
+	AgentID                    *string
+	Payload                    json.RawMessage
+	CreatedAt                  *time.Time
+	SecretKeyIds               []string
+	SecretCiphertexts          [][]byte
 }
 
 // Everything one delivery attempt needs, in one round trip: the subscription, the
@@ -236,6 +306,12 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 		&i.Headers,
 		&i.RetryScheduleMs,
 		&i.RateLimitPerSecond,
+		&i.MaxInFlight,
+		&i.Ordering,
+		&i.OnDead,
+		&i.FailureStreak,
+		&i.SubscriptionOrganizationID,
+		&i.CircuitWaitSeconds,
 		&i.EventSeq,
 		&i.EventID,
 		&i.Type,
@@ -249,21 +325,235 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 	return &i, err
 }
 
-const recoveryProgressSet = `-- name: RecoveryProgressSet :exec
-UPDATE outbox.river_job
-SET metadata = metadata || jsonb_build_object('recovery_retried', $1::bigint, 'recovery_last_id', $2::bigint)
-WHERE id = $3 AND kind = 'outboxd.recover'
+const orderedBlocker = `-- name: OrderedBlocker :one
+SELECT j.id, j.state::text AS state, j.scheduled_at
+FROM outbox.river_job AS j
+WHERE j.kind = 'outboxd.delivery' AND j.args ? 'seq' AND j.state NOT IN ('completed', 'cancelled')
+    AND j.args ->> 'subscription_id' = $1::text
+    AND coalesce(j.args ->> 'agent_id', '') = $2::text
+    AND (j.args ->> 'seq')::bigint < $3::bigint
+    AND NOT ($4::boolean AND j.state = 'discarded')
+ORDER BY (j.args ->> 'seq')::bigint
+LIMIT 1
 `
 
-type RecoveryProgressSetParams struct {
-	Retried int64
-	LastID  int64
+type OrderedBlockerParams struct {
+	SubscriptionID string
+	AgentID        string
+	Seq            int64
+	SkipDead       bool
+}
+
+type OrderedBlockerRow struct {
+	ID          int64
+	State       string
+	ScheduledAt time.Time
+}
+
+// The first unfinished delivery ahead of this one in its (subscription, agent)
+// line. A dead one blocks too unless the subscription skips dead deliveries.
+func (q *Queries) OrderedBlocker(ctx context.Context, db DBTX, arg *OrderedBlockerParams) (*OrderedBlockerRow, error) {
+	row := db.QueryRow(ctx, orderedBlocker,
+		arg.SubscriptionID,
+		arg.AgentID,
+		arg.Seq,
+		arg.SkipDead,
+	)
+	var i OrderedBlockerRow
+	err := row.Scan(&i.ID, &i.State, &i.ScheduledAt)
+	return &i, err
+}
+
+const orderedEventsPending = `-- name: OrderedEventsPending :one
+SELECT EXISTS (
+    SELECT 1 FROM outbox.events AS e
+    WHERE e.fanned_out_at IS NULL AND coalesce(e.agent_id, '') = $1::text AND e.id < $2::bigint
+) AS pending
+`
+
+type OrderedEventsPendingParams struct {
+	AgentID string
+	Seq     int64
+}
+
+// Whether an earlier event of the agent still waits for fan-out: its delivery may
+// not exist yet, but it comes first.
+func (q *Queries) OrderedEventsPending(ctx context.Context, db DBTX, arg *OrderedEventsPendingParams) (bool, error) {
+	row := db.QueryRow(ctx, orderedEventsPending, arg.AgentID, arg.Seq)
+	var pending bool
+	err := row.Scan(&pending)
+	return pending, err
+}
+
+const orderedLineLock = `-- name: OrderedLineLock :exec
+SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))
+`
+
+// Serialises, across daemons, the transactions that check or advance one ordered
+// line, so a delivery cannot park itself just after the one ahead woke the line.
+func (q *Queries) OrderedLineLock(ctx context.Context, db DBTX, line string) error {
+	_, err := db.Exec(ctx, orderedLineLock, line)
+	return err
+}
+
+const orderedPark = `-- name: OrderedPark :execrows
+UPDATE outbox.river_job
+SET state = 'scheduled', scheduled_at = now() + make_interval(secs => $1::float8), attempt = greatest(attempt - 1, 0)
+WHERE id = $2 AND state = 'running'
+`
+
+type OrderedParkParams struct {
+	Seconds float64
 	ID      int64
 }
 
-// A running recovery's progress, merged into its River job's metadata so any
-// daemon (and the River UI) can read it while the job runs.
+// Parks a running ordered delivery until the one ahead wakes it (or until
+// @seconds pass): scheduled, with the attempt it was fetched with given back.
+// River's completion of the snooze that follows then only counts it.
+func (q *Queries) OrderedPark(ctx context.Context, db DBTX, arg *OrderedParkParams) (int64, error) {
+	result, err := db.Exec(ctx, orderedPark, arg.Seconds, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const orderedWakeNext = `-- name: OrderedWakeNext :one
+WITH next AS (
+    SELECT j.id
+    FROM outbox.river_job AS j
+    WHERE j.kind = 'outboxd.delivery' AND j.args ? 'seq' AND j.state IN ('available', 'scheduled')
+        AND j.args ->> 'subscription_id' = $1::text
+        AND coalesce(j.args ->> 'agent_id', '') = $2::text
+        AND (j.args ->> 'seq')::bigint > $3::bigint
+    ORDER BY (j.args ->> 'seq')::bigint
+    LIMIT 1
+    -- Not SKIP LOCKED: River may be recording the next one's snooze this moment,
+    -- and skipping it would wake the one after instead.
+    FOR UPDATE
+),
+woken AS (
+    UPDATE outbox.river_job AS j
+    SET state = 'available', scheduled_at = now() + make_interval(secs => $4::float8)
+    FROM next
+    WHERE j.id = next.id
+    RETURNING j.id, j.queue
+)
+SELECT count(*)::bigint AS woken, count(pg_notify('outbox.river_insert', json_build_object('queue', woken.queue)::text))::bigint AS notified
+FROM woken
+`
+
+type OrderedWakeNextParams struct {
+	SubscriptionID string
+	AgentID        string
+	Seq            int64
+	DelaySeconds   float64
+}
+
+type OrderedWakeNextRow struct {
+	Woken    int64
+	Notified int64
+}
+
+// Makes the next waiting delivery of the line due after @delay_seconds (0: now),
+// and nudges River's fetchers with the notification an insert would send.
+func (q *Queries) OrderedWakeNext(ctx context.Context, db DBTX, arg *OrderedWakeNextParams) (*OrderedWakeNextRow, error) {
+	row := db.QueryRow(ctx, orderedWakeNext,
+		arg.SubscriptionID,
+		arg.AgentID,
+		arg.Seq,
+		arg.DelaySeconds,
+	)
+	var i OrderedWakeNextRow
+	err := row.Scan(&i.Woken, &i.Notified)
+	return &i, err
+}
+
+const recoveryMissedEvents = `-- name: RecoveryMissedEvents :many
+SELECT e.id AS event_seq, e.event_id, e.agent_id, s.retry_schedule_ms, s.ordering
+FROM outbox.subscriptions AS s
+JOIN outbox.events AS e
+    ON e.created_at >= greatest($1::timestamptz, s.created_at) AND e.created_at < $2::timestamptz
+WHERE s.id = $3
+    AND e.id > $4
+    AND e.fanned_out_at IS NOT NULL
+    AND (s.agent_id IS NULL OR e.agent_id = s.agent_id)
+    AND (s.organization_id IS NULL OR e.organization_id = s.organization_id)
+    AND outbox.event_type_matches(s.event_types, e.type)
+    AND NOT EXISTS (
+        SELECT 1 FROM outbox.river_job AS j
+        WHERE j.kind = 'outboxd.delivery'
+            AND j.args ->> 'event_id' = e.event_id
+            AND j.args ->> 'subscription_id' = s.id)
+ORDER BY e.id
+LIMIT $5
+`
+
+type RecoveryMissedEventsParams struct {
+	Since          time.Time
+	Until          time.Time
+	SubscriptionID string
+	AfterSeq       int64
+	Max            int32
+}
+
+type RecoveryMissedEventsRow struct {
+	EventSeq        int64
+	EventID         string
+	AgentID         *string
+	RetryScheduleMs []int64
+	Ordering        string
+}
+
+// Events created in [since, until) that the subscription matches but never got a
+// delivery for, because it was disabled when they were fanned out; in outbox order
+// from after_seq, for recovery.
+func (q *Queries) RecoveryMissedEvents(ctx context.Context, db DBTX, arg *RecoveryMissedEventsParams) ([]*RecoveryMissedEventsRow, error) {
+	rows, err := db.Query(ctx, recoveryMissedEvents,
+		arg.Since,
+		arg.Until,
+		arg.SubscriptionID,
+		arg.AfterSeq,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RecoveryMissedEventsRow
+	for rows.Next() {
+		var i RecoveryMissedEventsRow
+		if err := rows.Scan(
+			&i.EventSeq,
+			&i.EventID,
+			&i.AgentID,
+			&i.RetryScheduleMs,
+			&i.Ordering,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const recoveryProgressSet = `-- name: RecoveryProgressSet :exec
+UPDATE outbox.river_job
+SET metadata = metadata || $1::jsonb
+WHERE id = $2 AND kind = 'outboxd.recover'
+`
+
+type RecoveryProgressSetParams struct {
+	Progress json.RawMessage
+	ID       int64
+}
+
+// A running recovery's progress (recovery_* keys), merged into its River job's
+// metadata so any daemon (and the River UI) can read it while the job runs.
 func (q *Queries) RecoveryProgressSet(ctx context.Context, db DBTX, arg *RecoveryProgressSetParams) error {
-	_, err := db.Exec(ctx, recoveryProgressSet, arg.Retried, arg.LastID, arg.ID)
+	_, err := db.Exec(ctx, recoveryProgressSet, arg.Progress, arg.ID)
 	return err
 }

@@ -86,6 +86,12 @@ type OutboxDelivery struct {
 	AttemptLog     json.RawMessage
 }
 
+type OutboxDeliveryLease struct {
+	JobID          int64
+	SubscriptionID string
+	ExpiresAt      time.Time
+}
+
 type OutboxEvent struct {
 	ID             int64
 	EventID        string
@@ -140,6 +146,12 @@ type OutboxSubscription struct {
 	AgentWebhook       bool
 	RateLimitPerSecond *int32
 	RateTat            *time.Time
+	MaxInFlight        *int32
+	Ordering           string
+	OnDead             string
+	FailureStreak      int32
+	FailingSince       *time.Time
+	CircuitOpenUntil   *time.Time
 }
 
 type OutboxSubscriptionSecret struct {

@@ -12,7 +12,7 @@ import (
 )
 
 const agentWebhookGet = `-- name: AgentWebhookGet :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat FROM outbox.subscriptions WHERE agent_id = $1 AND agent_webhook
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until FROM outbox.subscriptions WHERE agent_id = $1 AND agent_webhook
 `
 
 func (q *Queries) AgentWebhookGet(ctx context.Context, db DBTX, agentID *string) (*OutboxSubscription, error) {
@@ -35,6 +35,12 @@ func (q *Queries) AgentWebhookGet(ctx context.Context, db DBTX, agentID *string)
 		&i.AgentWebhook,
 		&i.RateLimitPerSecond,
 		&i.RateTat,
+		&i.MaxInFlight,
+		&i.Ordering,
+		&i.OnDead,
+		&i.FailureStreak,
+		&i.FailingSince,
+		&i.CircuitOpenUntil,
 	)
 	return &i, err
 }
@@ -49,6 +55,37 @@ WHERE subscription_id = $1 AND (expires_at IS NULL OR expires_at > now())
 // grace period is POST /v1/subscriptions/{id}/secret/rotate).
 func (q *Queries) AgentWebhookSecretsExpire(ctx context.Context, db DBTX, subscriptionID string) error {
 	_, err := db.Exec(ctx, agentWebhookSecretsExpire, subscriptionID)
+	return err
+}
+
+const circuitProbeTake = `-- name: CircuitProbeTake :one
+UPDATE outbox.subscriptions
+SET circuit_open_until = now() + make_interval(secs => $1::float8)
+WHERE id = $2 AND circuit_open_until IS NOT NULL AND circuit_open_until <= now()
+RETURNING id
+`
+
+type CircuitProbeTakeParams struct {
+	ProbeSeconds   float64
+	SubscriptionID string
+}
+
+// After the breaker's wait, the first delivery to ask becomes the probe: the
+// circuit stays shut to the others for probe_seconds while it tries.
+func (q *Queries) CircuitProbeTake(ctx context.Context, db DBTX, arg *CircuitProbeTakeParams) (string, error) {
+	row := db.QueryRow(ctx, circuitProbeTake, arg.ProbeSeconds, arg.SubscriptionID)
+	var id string
+	err := row.Scan(&id)
+	return id, err
+}
+
+const operationalPublishAllow = `-- name: OperationalPublishAllow :exec
+SELECT set_config('outboxd.operational', 'on', true)
+`
+
+// Lets this transaction publish outboxd.* events (migration 5 reserves them).
+func (q *Queries) OperationalPublishAllow(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, operationalPublishAllow)
 	return err
 }
 
@@ -151,7 +188,8 @@ func (q *Queries) SubscriptionDisable(ctx context.Context, db DBTX, arg *Subscri
 
 const subscriptionEnable = `-- name: SubscriptionEnable :execrows
 UPDATE outbox.subscriptions
-SET enabled = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now()
+SET enabled = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now(),
+    failure_streak = 0, failing_since = NULL, circuit_open_until = NULL
 WHERE id = $1 AND NOT enabled
 `
 
@@ -163,8 +201,64 @@ func (q *Queries) SubscriptionEnable(ctx context.Context, db DBTX, id string) (i
 	return result.RowsAffected(), nil
 }
 
+const subscriptionFailureRecord = `-- name: SubscriptionFailureRecord :one
+UPDATE outbox.subscriptions AS s
+SET failure_streak = s.failure_streak + 1,
+    failing_since = coalesce(s.failing_since, now()),
+    circuit_open_until = (CASE
+        WHEN s.failure_streak + 1 >= $1::integer THEN now() + least(
+            make_interval(secs => $2::float8 * power(2, least(s.failure_streak + 1 - $1::integer, 20))),
+            make_interval(secs => $3::float8))
+        ELSE s.circuit_open_until
+    END)
+WHERE s.id = $4
+RETURNING s.failure_streak, s.failing_since, s.circuit_open_until, s.enabled, s.organization_id, s.url,
+    (s.failing_since <= now() - make_interval(secs => $5::float8))::boolean AS disable_due
+`
+
+type SubscriptionFailureRecordParams struct {
+	Threshold           int32
+	BackoffMinSeconds   float64
+	BackoffMaxSeconds   float64
+	SubscriptionID      string
+	DisableAfterSeconds float64
+}
+
+type SubscriptionFailureRecordRow struct {
+	FailureStreak    int32
+	FailingSince     *time.Time
+	CircuitOpenUntil *time.Time
+	Enabled          bool
+	OrganizationID   *string
+	Url              string
+	DisableDue       bool
+}
+
+// Counts a failed attempt. From the threshold-th failure in a row the circuit
+// opens for backoff_min, doubling with each further failure up to backoff_max.
+func (q *Queries) SubscriptionFailureRecord(ctx context.Context, db DBTX, arg *SubscriptionFailureRecordParams) (*SubscriptionFailureRecordRow, error) {
+	row := db.QueryRow(ctx, subscriptionFailureRecord,
+		arg.Threshold,
+		arg.BackoffMinSeconds,
+		arg.BackoffMaxSeconds,
+		arg.SubscriptionID,
+		arg.DisableAfterSeconds,
+	)
+	var i SubscriptionFailureRecordRow
+	err := row.Scan(
+		&i.FailureStreak,
+		&i.FailingSince,
+		&i.CircuitOpenUntil,
+		&i.Enabled,
+		&i.OrganizationID,
+		&i.Url,
+		&i.DisableDue,
+	)
+	return &i, err
+}
+
 const subscriptionGet = `-- name: SubscriptionGet :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat FROM outbox.subscriptions WHERE id = $1
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until FROM outbox.subscriptions WHERE id = $1
 `
 
 func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
@@ -187,12 +281,18 @@ func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*Out
 		&i.AgentWebhook,
 		&i.RateLimitPerSecond,
 		&i.RateTat,
+		&i.MaxInFlight,
+		&i.Ordering,
+		&i.OnDead,
+		&i.FailureStreak,
+		&i.FailingSince,
+		&i.CircuitOpenUntil,
 	)
 	return &i, err
 }
 
 const subscriptionGetForUpdate = `-- name: SubscriptionGetForUpdate :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat FROM outbox.subscriptions WHERE id = $1 FOR UPDATE
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until FROM outbox.subscriptions WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) SubscriptionGetForUpdate(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
@@ -215,12 +315,19 @@ func (q *Queries) SubscriptionGetForUpdate(ctx context.Context, db DBTX, id stri
 		&i.AgentWebhook,
 		&i.RateLimitPerSecond,
 		&i.RateTat,
+		&i.MaxInFlight,
+		&i.Ordering,
+		&i.OnDead,
+		&i.FailureStreak,
+		&i.FailingSince,
+		&i.CircuitOpenUntil,
 	)
 	return &i, err
 }
 
 const subscriptionInsert = `-- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second)
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second,
+    max_in_flight, ordering, on_dead)
 VALUES (
     $1,
     $2,
@@ -230,9 +337,12 @@ VALUES (
     $6::jsonb,
     $7::bigint[],
     $8,
-    $9::integer
+    $9::integer,
+    $10::integer,
+    $11,
+    $12
 )
-RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until
 `
 
 type SubscriptionInsertParams struct {
@@ -245,6 +355,9 @@ type SubscriptionInsertParams struct {
 	RetryScheduleMs    []int64
 	AgentWebhook       bool
 	RateLimitPerSecond *int32
+	MaxInFlight        *int32
+	Ordering           string
+	OnDead             string
 }
 
 func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *SubscriptionInsertParams) (*OutboxSubscription, error) {
@@ -258,6 +371,9 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		arg.RetryScheduleMs,
 		arg.AgentWebhook,
 		arg.RateLimitPerSecond,
+		arg.MaxInFlight,
+		arg.Ordering,
+		arg.OnDead,
 	)
 	var i OutboxSubscription
 	err := row.Scan(
@@ -277,12 +393,18 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		&i.AgentWebhook,
 		&i.RateLimitPerSecond,
 		&i.RateTat,
+		&i.MaxInFlight,
+		&i.Ordering,
+		&i.OnDead,
+		&i.FailureStreak,
+		&i.FailingSince,
+		&i.CircuitOpenUntil,
 	)
 	return &i, err
 }
 
 const subscriptionList = `-- name: SubscriptionList :many
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until
 FROM outbox.subscriptions
 WHERE ($1::text IS NULL OR agent_id = $1)
     AND ($2::text IS NULL OR organization_id = $2)
@@ -332,6 +454,12 @@ func (q *Queries) SubscriptionList(ctx context.Context, db DBTX, arg *Subscripti
 			&i.AgentWebhook,
 			&i.RateLimitPerSecond,
 			&i.RateTat,
+			&i.MaxInFlight,
+			&i.Ordering,
+			&i.OnDead,
+			&i.FailureStreak,
+			&i.FailingSince,
+			&i.CircuitOpenUntil,
 		); err != nil {
 			return nil, err
 		}
@@ -365,6 +493,35 @@ func (q *Queries) SubscriptionSecretInsert(ctx context.Context, db DBTX, arg *Su
 	return err
 }
 
+const subscriptionSuccessRecord = `-- name: SubscriptionSuccessRecord :one
+UPDATE outbox.subscriptions AS s
+SET failure_streak = 0, failing_since = NULL, circuit_open_until = NULL
+FROM (SELECT o.id, o.failure_streak, o.circuit_open_until FROM outbox.subscriptions AS o WHERE o.id = $1 FOR UPDATE) AS old
+WHERE s.id = old.id AND old.failure_streak > 0
+RETURNING old.failure_streak AS previous_streak, (old.circuit_open_until IS NOT NULL)::boolean AS was_open,
+    s.organization_id, s.url
+`
+
+type SubscriptionSuccessRecordRow struct {
+	PreviousStreak int32
+	WasOpen        bool
+	OrganizationID *string
+	Url            string
+}
+
+// Ends a run of failures; reports whether the circuit had opened.
+func (q *Queries) SubscriptionSuccessRecord(ctx context.Context, db DBTX, subscriptionID string) (*SubscriptionSuccessRecordRow, error) {
+	row := db.QueryRow(ctx, subscriptionSuccessRecord, subscriptionID)
+	var i SubscriptionSuccessRecordRow
+	err := row.Scan(
+		&i.PreviousStreak,
+		&i.WasOpen,
+		&i.OrganizationID,
+		&i.Url,
+	)
+	return &i, err
+}
+
 const subscriptionUpdate = `-- name: SubscriptionUpdate :one
 UPDATE outbox.subscriptions
 SET url = $1,
@@ -373,9 +530,12 @@ SET url = $1,
     headers = $4::jsonb,
     retry_schedule_ms = $5::bigint[],
     rate_limit_per_second = $6::integer,
+    max_in_flight = $7::integer,
+    ordering = $8,
+    on_dead = $9,
     updated_at = now()
-WHERE id = $7
-RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat
+WHERE id = $10
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until
 `
 
 type SubscriptionUpdateParams struct {
@@ -385,6 +545,9 @@ type SubscriptionUpdateParams struct {
 	Headers            json.RawMessage
 	RetryScheduleMs    []int64
 	RateLimitPerSecond *int32
+	MaxInFlight        *int32
+	Ordering           string
+	OnDead             string
 	ID                 string
 }
 
@@ -398,6 +561,9 @@ func (q *Queries) SubscriptionUpdate(ctx context.Context, db DBTX, arg *Subscrip
 		arg.Headers,
 		arg.RetryScheduleMs,
 		arg.RateLimitPerSecond,
+		arg.MaxInFlight,
+		arg.Ordering,
+		arg.OnDead,
 		arg.ID,
 	)
 	var i OutboxSubscription
@@ -418,6 +584,12 @@ func (q *Queries) SubscriptionUpdate(ctx context.Context, db DBTX, arg *Subscrip
 		&i.AgentWebhook,
 		&i.RateLimitPerSecond,
 		&i.RateTat,
+		&i.MaxInFlight,
+		&i.Ordering,
+		&i.OnDead,
+		&i.FailureStreak,
+		&i.FailingSince,
+		&i.CircuitOpenUntil,
 	)
 	return &i, err
 }
