@@ -104,10 +104,21 @@ type processBundle struct {
 	ctx      context.Context
 	store    *outbox.Store
 	receiver *slowReceiver
-	env      []string
+	env      []string          // for daemon processes
+	cliEnv   map[string]string // for in-process command lines (runCLI)
 }
 
+// setupProcess makes a bundle whose one subscription goes to a slowReceiver.
 func setupProcess(t *testing.T, delay time.Duration) *processBundle {
+	t.Helper()
+	b := newProcessBundle(t)
+	b.receiver = newSlowReceiver(t, delay)
+	outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: b.receiver.server.URL})
+	return b
+}
+
+// newProcessBundle makes a schema and the environment for daemon processes on it.
+func newProcessBundle(t *testing.T) *processBundle {
 	t.Helper()
 	ctx := context.Background()
 	rawKey := bytes.Repeat([]byte{7}, secretbox.KeySize)
@@ -119,12 +130,14 @@ func setupProcess(t *testing.T, delay time.Duration) *processBundle {
 		Guard:   outboxtest.LoopbackGuard(),
 	})
 	require.NoError(t, err)
-	rcv := newSlowReceiver(t, delay)
-	outboxtest.Subscription(ctx, t, store, &outboxtest.SubscriptionOpts{URL: rcv.server.URL})
 	return &processBundle{
-		ctx:      ctx,
-		store:    store,
-		receiver: rcv,
+		ctx:   ctx,
+		store: store,
+		cliEnv: map[string]string{
+			"DATABASE_URL":           outboxtest.DatabaseURL(),
+			"OUTBOXD_SCHEMA":         store.Schema(),
+			"OUTBOXD_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(rawKey),
+		},
 		env: append(os.Environ(),
 			runAsOutboxd+"=1",
 			"DATABASE_URL="+outboxtest.DatabaseURL(),
@@ -143,20 +156,22 @@ type daemonProcess struct {
 	exited chan error
 }
 
-func (b *processBundle) startDaemon(t *testing.T) *daemonProcess {
+// startDaemon starts `outboxd run` with fast test settings, plus extra flags.
+func (b *processBundle) startDaemon(t *testing.T, extra ...string) *daemonProcess {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(exe, "run",
+	cmd := exec.Command(exe, append([]string{"run",
 		"--http-addr", addr,
 		"--allow-private-targets", "127.0.0.0/8",
 		"--delivery-workers", "20",
 		"--poll-interval", "20ms",
+		"--fetch-poll-interval", "50ms",
 		"--request-timeout", "2s",
 		"--rescue-stuck-after", "13s",
 		"--shutdown-timeout", "20s",
-	)
+	}, extra...)...)
 	cmd.Env = b.env
 	buf := &bytes.Buffer{}
 	out := &syncWriter{w: buf}

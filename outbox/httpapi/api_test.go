@@ -278,9 +278,12 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	created := b.createSubscription(t, map[string]any{
 		"url": rcv.server.URL, "event_types": []string{"agent.step.*"}, "agent_id": "agent-1",
 		"description": "steps", "headers": map[string]string{"X-Team": "ml"}, "retry_schedule": []string{"1s", "5s"},
-		"rate_limit": 5,
+		"rate_limit": 5, "max_in_flight": 3, "ordering": "agent", "on_dead": "skip",
 	})
 	require.EqualValues(t, 5, created.body["rate_limit"])
+	require.EqualValues(t, 3, created.body["max_in_flight"])
+	require.Equal(t, "agent", created.str("ordering"))
+	require.Equal(t, "skip", created.str("on_dead"))
 	id, secret := created.str("id"), created.str("secret")
 	require.True(t, strings.HasPrefix(id, "sub_"))
 	require.True(t, strings.HasPrefix(secret, "whsec_"))
@@ -295,6 +298,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	patched := b.admin(t, "PATCH", "/v1/subscriptions/"+id, map[string]any{"event_types": []string{"*"}, "retry_schedule": nil, "description": "all", "rate_limit": 0})
 	require.Equal(t, http.StatusOK, patched.status, patched.raw)
 	require.Nil(t, patched.body["rate_limit"], "0 removes the limit")
+	require.EqualValues(t, 3, patched.body["max_in_flight"], "left as it was")
 	require.Equal(t, []any{"*"}, patched.body["event_types"])
 	require.Nil(t, patched.body["retry_schedule"])
 	require.Equal(t, "all", patched.str("description"))
@@ -361,6 +365,10 @@ func TestBadInput(t *testing.T) {
 		{"BadEventType", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "event_types": []string{"Agent.Step"}}, http.StatusUnprocessableEntity, "event_types"},
 		{"NegativeRateLimit", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "rate_limit": -1}, http.StatusUnprocessableEntity, "rate_limit"},
 		{"HugeRateLimit", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"rate_limit": 1_000_000}, http.StatusUnprocessableEntity, "rate_limit"},
+		{"BadOrdering", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "ordering": "global"}, http.StatusUnprocessableEntity, "ordering"},
+		{"BadOnDead", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"on_dead": "retry"}, http.StatusUnprocessableEntity, "on_dead"},
+		{"NegativeMaxInFlight", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"max_in_flight": -2}, http.StatusUnprocessableEntity, "max_in_flight"},
+		{"ReservedEventType", "POST", "/v1/events", map[string]any{"type": "outboxd.subscription.disabled"}, http.StatusUnprocessableEntity, "type"},
 		{"BadSecret", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "secret": "nope"}, http.StatusUnprocessableEntity, "secret"},
 		{"BadRetrySchedule", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"retry_schedule": []string{"soon"}}, http.StatusUnprocessableEntity, "retry_schedule"},
 		{"PatchToLoopback", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"url": "http://127.0.0.1/"}, http.StatusUnprocessableEntity, "url"},
