@@ -17,6 +17,14 @@
 //   - producer: the cost of the outbox to the producer: transactions/s of the
 //     UPDATE alone against UPDATE + outbox INSERT, 8 clients, daemon stopped.
 //   - ceiling: River alone, N jobs that each make one signed POST.
+//   - redis: steady again, with the daemon subscribed to Redis and every producer
+//     PUBLISHing a wake-up after its commit.
+//   - fanout: one event to 1,000 subscriptions; time to the last verified receipt.
+//   - hanging: steady at a lower rate to two subscriptions, one of whose endpoints
+//     holds every request until the timeout; the healthy endpoint's rate and
+//     latency against the same load with both endpoints healthy.
+//   - history: the delivery history's filters over a million deliveries (first
+//     run only).
 package main
 
 import (
@@ -44,6 +52,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -67,9 +76,13 @@ type options struct {
 	steadyRate     int
 	steadyDuration time.Duration
 	producerTime   time.Duration
+	redisURL       string
+	fanoutSubs     int
+	hangRate       int
+	hangDuration   time.Duration
 }
 
-var allScenarios = []string{"drain", "steady", "producer", "ceiling"}
+var allScenarios = []string{"drain", "steady", "producer", "ceiling", "redis", "fanout", "hanging", "history"}
 
 const (
 	poolConns        = 20
@@ -86,13 +99,16 @@ func main() {
 	flag.IntVar(&opts.runs, "runs", 3, "runs of every scenario; figures are medians with min–max")
 	flag.StringVar(&opts.out, "out", "", "write the report (Markdown) to this file as well as stdout")
 	flag.BoolVar(&opts.quick, "quick", false, "small sizes, for a smoke run (figures are not representative)")
-	scenarios := flag.String("scenarios", "drain,steady,producer,ceiling", "comma-separated scenarios to run")
+	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	flag.IntVar(&opts.drainEvents, "drain-events", 20_000, "events in the backlog drain (and jobs in the ceiling)")
+	flag.StringVar(&opts.redisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis for the redis scenario (env REDIS_URL)")
 	flag.Parse()
 
 	opts.steadyRate, opts.steadyDuration, opts.producerTime = 1_000, 20*time.Second, 10*time.Second
+	opts.fanoutSubs, opts.hangRate, opts.hangDuration = 1_000, 500, 15*time.Second
 	if opts.quick {
 		opts.drainEvents, opts.steadyDuration, opts.producerTime = min(opts.drainEvents, 2_000), 5*time.Second, 3*time.Second
+		opts.hangDuration = 5 * time.Second
 	}
 	opts.scenarios = map[string]bool{}
 	for _, name := range strings.Split(*scenarios, ",") {
@@ -190,9 +206,11 @@ func runOnce(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 		}
 	}
 	if opts.scenarios["ceiling"] {
-		return runCeiling(ctx, pool, rcv, opts, res)
+		if err := runCeiling(ctx, pool, rcv, opts, res); err != nil {
+			return err
+		}
 	}
-	return nil
+	return runControl(ctx, pool, rcv, opts, res)
 }
 
 func runDrain(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *options, res *results) error {
@@ -370,25 +388,52 @@ type steadyResult struct {
 	p50, p99, max   time.Duration
 }
 
-// steady publishes at a fixed rate while the daemon delivers. Latency is from the
-// producer's COMMIT returning to the receiver verifying the webhook; events
-// committed during the warm-up are delivered but not measured.
+// steady publishes at opts.steadyRate for opts.steadyDuration with the default
+// daemon and one subscription.
 func steady(ctx context.Context, env *benchEnv, rcv *receiver, opts *options) (*steadyResult, error) {
 	if err := subscribe(ctx, env, rcv); err != nil {
 		return nil, err
 	}
-	daemon, err := startDaemon(ctx, env)
+	return steadyWith(ctx, env, rcv, &steadyConfig{rate: opts.steadyRate, duration: opts.steadyDuration})
+}
+
+// steadyConfig varies the steady scenario.
+type steadyConfig struct {
+	rate     int
+	duration time.Duration
+	// redis, if set, is given to the daemon, and each producer PUBLISHes a wake-up
+	// after each commit.
+	redis *redis.Client
+	// beforeStop runs before the daemon is stopped.
+	beforeStop func()
+}
+
+// steadyWith publishes at a fixed rate while the daemon delivers to the
+// subscriptions already made. Latency is from the producer's COMMIT returning to
+// the receiver verifying the webhook on its main path; events committed during
+// the warm-up are delivered but not measured.
+func steadyWith(ctx context.Context, env *benchEnv, rcv *receiver, cfg *steadyConfig) (*steadyResult, error) {
+	daemon, err := jobs.NewDaemon(env.pool, &jobs.Config{Store: env.store, Guard: loopbackGuard(), Redis: cfg.redis})
 	if err != nil {
 		return nil, err
 	}
-	defer stopDaemon(ctx, daemon)
+	if err := daemon.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start daemon: %w", err)
+	}
+	defer func() {
+		if cfg.beforeStop != nil {
+			cfg.beforeStop()
+		}
+		stopDaemon(ctx, daemon)
+	}()
+	wakeChannel := outbox.WakeChannel(env.schema)
 
-	total := int(float64(opts.steadyRate) * (warmup + opts.steadyDuration).Seconds())
+	perProducer := int(float64(cfg.rate)*(warmup+cfg.duration).Seconds()) / steadyProducers
+	total := perProducer * steadyProducers
 	commits := &sync.Map{} // event id → commit time, for measured events
 	done := rcv.expect(total)
 
-	perProducer := total / steadyProducers
-	interval := time.Duration(float64(time.Second) * steadyProducers / float64(opts.steadyRate))
+	interval := time.Duration(float64(time.Second) * steadyProducers / float64(cfg.rate))
 	start := time.Now()
 	measureFrom := start.Add(warmup)
 	errs := make(chan error, steadyProducers)
@@ -414,8 +459,13 @@ func steady(ctx context.Context, env *benchEnv, rcv *receiver, opts *options) (*
 					errs <- err
 					return
 				}
-				if now := time.Now(); now.After(measureFrom) {
-					commits.Store(id, now)
+				committed := time.Now()
+				if committed.After(measureFrom) {
+					commits.Store(id, committed)
+				}
+				if cfg.redis != nil {
+					// After the commit, and a failure is only a slower pickup.
+					_ = cfg.redis.Publish(ctx, wakeChannel, "1").Err()
 				}
 			}
 		}()
@@ -663,9 +713,12 @@ type receiver struct {
 	badSignatures atomic.Int64
 
 	mu     sync.Mutex
-	seen   map[string]time.Time // webhook-id → first verified receipt
+	seen   map[string]time.Time // webhook-id (and path, for per-path phases) → first verified receipt
 	target int
 	done   chan struct{}
+	// byPath counts each path's copy of a webhook-id apart (one event to many
+	// subscriptions); otherwise only the main path, /webhooks, counts.
+	byPath bool
 }
 
 func startReceiver() (*receiver, error) {
@@ -697,7 +750,11 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	id := req.Header.Get(signing.HeaderID)
 
 	r.mu.Lock()
-	if r.seen != nil {
+	counted := r.byPath || req.URL.Path == "/webhooks"
+	if r.byPath {
+		id += " " + req.URL.Path
+	}
+	if r.seen != nil && counted {
 		if _, dup := r.seen[id]; !dup {
 			r.seen[id] = received
 			if len(r.seen) == r.target {
@@ -709,10 +766,17 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// expect starts a phase that ends when n distinct webhook-ids have been verified.
+// expect starts a phase that ends when n distinct webhook-ids have been verified
+// on the main path.
 func (r *receiver) expect(n int) <-chan struct{} {
+	return r.expectPhase(n, false)
+}
+
+// expectPhase starts a phase; byPath counts each path's copy of a webhook-id.
+func (r *receiver) expectPhase(n int, byPath bool) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.byPath = byPath
 	r.seen = make(map[string]time.Time, n)
 	r.target = n
 	r.done = make(chan struct{})

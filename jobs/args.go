@@ -37,19 +37,17 @@ type DeliveryArgs struct {
 	EventID        string `json:"event_id"`
 	SubscriptionID string `json:"subscription_id"`
 
-	// AgentID is the event's agent, for the delivery history's agent filter and
-	// for ordered lines.
+	// AgentID and Seq are set only for a subscription with ordering "agent": the
+	// event's agent and outbox position, which name and order its line. (Not for
+	// every delivery: each key in args costs an entry in River's GIN index.)
 	AgentID string `json:"agent_id,omitempty"`
-
-	// Seq is set only for a subscription with ordering "agent": the event's outbox
-	// position, which orders its line (subscription, agent).
-	Seq int64 `json:"seq,omitempty"`
+	Seq     int64  `json:"seq,omitempty"`
 }
 
 func deliveryArgs(eventID, subscriptionID, agentID string, eventSeq int64, ordered bool) DeliveryArgs {
-	args := DeliveryArgs{EventID: eventID, SubscriptionID: subscriptionID, AgentID: agentID}
+	args := DeliveryArgs{EventID: eventID, SubscriptionID: subscriptionID}
 	if ordered {
-		args.Seq = eventSeq
+		args.AgentID, args.Seq = agentID, eventSeq
 	}
 	return args
 }

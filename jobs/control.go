@@ -38,6 +38,15 @@ func (w *deliveryWorker) backoff(job *river.Job[DeliveryArgs], base, ceiling tim
 	return time.Duration(float64(d) * (0.8 + 0.4*w.random()))
 }
 
+// inflightWait is how long a delivery refused a slot waits before it asks again:
+// growing with each refusal, and at least as long as the subscription's oldest
+// attempt in flight here has run (up to the request timeout), so the deliveries
+// of an endpoint that hangs do not come round every few milliseconds.
+func (w *deliveryWorker) inflightWait(job *river.Job[DeliveryArgs], target *outbox.DeliveryTarget) time.Duration {
+	slow := min(w.inflight.oldest(target.SubscriptionID), w.config.RequestTimeout)
+	return max(w.backoff(job, 100*time.Millisecond, 5*time.Second), time.Duration(float64(slow)*(0.8+0.4*w.random())))
+}
+
 // orderedWait decides whether an ordered delivery may go: only when no earlier
 // delivery of its line is unfinished (a dead one counts as finished when the
 // subscription skips dead deliveries) and no earlier event of its agent still

@@ -67,11 +67,13 @@ type DeliveryConfig struct {
 	// MaxInFlightDefault caps each subscription's deliveries in flight at once on
 	// this daemon, so one slow or hanging endpoint cannot take every worker. A
 	// subscription's own max_in_flight replaces it (and also holds across
-	// daemons). Defaults to a quarter of the daemon's delivery workers.
+	// daemons). Defaults to half the daemon's delivery workers.
 	MaxInFlightDefault int
 
 	// InFlightWait is how long an attempt over its subscription's cap waits for a
-	// slot before it is deferred. Defaults to 50 ms.
+	// slot before it is deferred, when the subscription's attempts in flight are
+	// quick (none older than a second): a fast endpoint frees a slot in
+	// milliseconds. Defaults to 50 ms.
 	InFlightWait time.Duration
 
 	// Circuit is the circuit breaker: after Threshold failures in a row (default
@@ -153,14 +155,14 @@ type deliveryWorker struct {
 func newDeliveryWorker(config DeliveryConfig, logger *slog.Logger, pool *pgxpool.Pool, store *outbox.Store, guard *netguard.Guard, metrics *Metrics, maxConnsPerHost int) *deliveryWorker {
 	config = config.withDefaults()
 	if config.MaxInFlightDefault <= 0 {
-		config.MaxInFlightDefault = max(1, maxConnsPerHost/4)
+		config.MaxInFlightDefault = max(1, maxConnsPerHost/2)
 	}
 	return &deliveryWorker{
 		config:   config,
 		logger:   logger.With(slog.String("component", "delivery")),
 		pool:     pool,
 		store:    store,
-		inflight: newInflightLimiter(),
+		inflight: newInflightLimiter(time.Now),
 		client: netguard.NewClient(guard, &netguard.ClientConfig{
 			ConnectTimeout:      config.ConnectTimeout,
 			Timeout:             config.RequestTimeout,
@@ -267,9 +269,13 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	if target.MaxInFlight > 0 {
 		limit = target.MaxInFlight
 	}
-	release, ok := w.inflight.acquire(ctx, target.SubscriptionID, limit, w.config.InFlightWait)
+	wait := w.config.InFlightWait
+	if w.inflight.oldest(target.SubscriptionID) > time.Second {
+		wait = 0 // a slow endpoint: waiting would only hold another worker
+	}
+	release, ok := w.inflight.acquire(ctx, target.SubscriptionID, limit, wait)
 	if !ok {
-		return w.deferRun("in_flight", w.backoff(job, 100*time.Millisecond, 5*time.Second))
+		return w.deferRun("in_flight", w.inflightWait(job, target))
 	}
 	defer release()
 	if target.MaxInFlight > 0 {
@@ -278,7 +284,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			return err
 		}
 		if !leased {
-			return w.deferRun("in_flight", w.backoff(job, 100*time.Millisecond, 5*time.Second))
+			return w.deferRun("in_flight", w.inflightWait(job, target))
 		}
 		defer func() {
 			if err := w.store.DeliveryLeaseRelease(context.WithoutCancel(ctx), job.ID); err != nil {

@@ -14,29 +14,35 @@ import (
 type inflightLimiter struct {
 	mu   sync.Mutex
 	subs map[string]*inflightSlots
+	next uint64
+	now  func() time.Time
 }
 
 type inflightSlots struct {
 	running int
-	waiters []chan struct{} // each is handed a slot by closing it
+	started map[uint64]time.Time // when each held slot was taken
+	waiters []chan struct{}      // each is handed a slot by closing it
 }
 
-func newInflightLimiter() *inflightLimiter {
-	return &inflightLimiter{subs: make(map[string]*inflightSlots)}
+func newInflightLimiter(now func() time.Time) *inflightLimiter {
+	return &inflightLimiter{subs: make(map[string]*inflightSlots), now: now}
 }
 
 // acquire takes one of limit slots for subscription, waiting up to wait. It
 // returns the release function, or false when no slot came free.
 func (l *inflightLimiter) acquire(ctx context.Context, subscription string, limit int, wait time.Duration) (func(), bool) {
-	release := func() { l.release(subscription) }
 	l.mu.Lock()
+	l.next++
+	token := l.next
+	release := func() { l.release(subscription, token) }
 	slots := l.subs[subscription]
 	if slots == nil {
-		slots = &inflightSlots{}
+		slots = &inflightSlots{started: map[uint64]time.Time{}}
 		l.subs[subscription] = slots
 	}
 	if slots.running < limit {
 		slots.running++
+		slots.started[token] = l.now()
 		l.mu.Unlock()
 		return release, true
 	}
@@ -52,7 +58,6 @@ func (l *inflightLimiter) acquire(ctx context.Context, subscription string, limi
 	defer timer.Stop()
 	select {
 	case <-handed:
-		return release, true
 	case <-timer.C:
 	case <-ctx.Done():
 	}
@@ -64,17 +69,19 @@ func (l *inflightLimiter) acquire(ctx context.Context, subscription string, limi
 			return nil, false
 		}
 	}
-	// A slot was handed over as the wait ended: it is ours.
+	// The slot was handed over (perhaps as the wait ended): it is ours.
+	slots.started[token] = l.now()
 	return release, true
 }
 
-func (l *inflightLimiter) release(subscription string) {
+func (l *inflightLimiter) release(subscription string, token uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	slots := l.subs[subscription]
 	if slots == nil {
 		return
 	}
+	delete(slots.started, token)
 	if len(slots.waiters) > 0 {
 		next := slots.waiters[0]
 		slots.waiters = slots.waiters[1:]
@@ -87,12 +94,19 @@ func (l *inflightLimiter) release(subscription string) {
 	}
 }
 
-// inFlight reports how many of subscription's deliveries hold a slot.
-func (l *inflightLimiter) inFlight(subscription string) int {
+// oldest is how long subscription's oldest delivery in flight on this daemon has
+// been running: a slot is unlikely to free sooner when its endpoint is that slow.
+func (l *inflightLimiter) oldest(subscription string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if slots := l.subs[subscription]; slots != nil {
-		return slots.running
+	slots := l.subs[subscription]
+	if slots == nil {
+		return 0
 	}
-	return 0
+	now := l.now()
+	var oldest time.Duration
+	for _, at := range slots.started {
+		oldest = max(oldest, now.Sub(at))
+	}
+	return oldest
 }

@@ -54,7 +54,7 @@ func (h *hangingReceiver) most() int {
 
 func TestHangingEndpointHoldsOnlyItsShareOfWorkers(t *testing.T) {
 	t.Parallel()
-	const workers = 8 // default cap per subscription: a quarter, 2
+	const workers = 8 // default cap per subscription: half, 4
 	b := setupDaemon(t, func(c *Config) {
 		c.DeliveryWorkers = workers
 		c.Delivery.RequestTimeout = time.Minute // it hangs for the whole test
@@ -74,8 +74,8 @@ func TestHangingEndpointHoldsOnlyItsShareOfWorkers(t *testing.T) {
 	for range n {
 		healthy.next(t)
 	}
-	require.Equal(t, 2, hanging.most(), "the hanging endpoint holds exactly its cap of workers")
-	require.EqualValues(t, 2, hanging.count.Load(), "the rest wait without being attempted")
+	require.Equal(t, 4, hanging.most(), "the hanging endpoint holds exactly its cap of workers")
+	require.EqualValues(t, 4, hanging.count.Load(), "the rest wait without being attempted")
 
 	// Once it answers, everything held back arrives, each at its first attempt:
 	// waiting for a slot spent none.
@@ -104,7 +104,7 @@ func TestMaxInFlightHoldsAcrossDaemons(t *testing.T) {
 	for range 30 {
 		outboxtest.Event(b.ctx, t, b.store, nil)
 	}
-	// Each daemon alone would allow 5 (a quarter of 20 workers); together, with the
+	// Each daemon alone would allow 10 (half of 20 workers); together, with the
 	// subscription's cap, they hold 3. Wait until the cap is reached and has held
 	// for a while of deferrals.
 	require.Eventually(t, func() bool { return hanging.count.Load() == 3 }, 10*time.Second, 10*time.Millisecond)

@@ -72,11 +72,12 @@ func TestOrderedLineSkipsOrBlocksOnADeadDelivery(t *testing.T) {
 	skipFirst, skipPoisoned, skipLast := publish(outbox.OnDeadSkip)
 	blockFirst, blockPoisoned, blockLast := publish(outbox.OnDeadBlock)
 
-	accepted := func(subscription string) []string {
+	accepted := func(subscription string) []string { // in the order they were delivered
 		deliveries, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{SubscriptionID: subscription, State: outbox.DeliveryDelivered})
 		require.NoError(t, err)
+		slices.SortFunc(deliveries, func(a, b *outbox.Delivery) int { return a.DeliveredAt.Compare(*b.DeliveredAt) })
 		var ids []string
-		for _, d := range slices.Backward(deliveries) { // oldest first
+		for _, d := range deliveries {
 			ids = append(ids, d.EventID)
 		}
 		return ids

@@ -1,5 +1,3 @@
-DROP INDEX IF EXISTS outbox.river_job_outboxd_delivery_agent;
-DROP INDEX IF EXISTS outbox.river_job_outboxd_delivery_event;
 DROP INDEX IF EXISTS outbox.river_job_outboxd_delivery_subscription;
 DROP INDEX IF EXISTS outbox.river_job_outboxd_ordered_line;
 DROP INDEX IF EXISTS outbox.events_unfanned_agent;

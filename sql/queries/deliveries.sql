@@ -39,18 +39,19 @@ LEFT JOIN outbox.events AS e ON e.event_id = @event_id
 WHERE s.id = @subscription_id;
 
 -- name: DeliveryList :many
--- Newest first. The filters run on River's job rows, where the subscription, event
--- and agent each have an index (migration 5) that walks them newest first;
--- organization is the subscription's and type the event's.
+-- Newest first. The filters run on River's job rows: the subscription has an index
+-- that walks its deliveries newest first (migration 5); the event uses River's GIN
+-- index on args; organization is the subscription's, agent and type the event's.
 SELECT sqlc.embed(d)
 FROM outbox.deliveries AS d
 WHERE d.id IN (
     SELECT j.id
     FROM outbox.river_job AS j
     WHERE j.kind = 'outboxd.delivery'
-        AND (sqlc.narg(event_id)::text IS NULL OR j.args ->> 'event_id' = sqlc.narg(event_id))
+        AND (sqlc.narg(event_id)::text IS NULL OR j.args @> jsonb_build_object('event_id', sqlc.narg(event_id)::text))
         AND (sqlc.narg(subscription_id)::text IS NULL OR j.args ->> 'subscription_id' = sqlc.narg(subscription_id))
-        AND (sqlc.narg(agent_id)::text IS NULL OR j.args ->> 'agent_id' = sqlc.narg(agent_id))
+        AND (sqlc.narg(agent_id)::text IS NULL OR EXISTS (
+            SELECT 1 FROM outbox.events AS e WHERE e.event_id = j.args ->> 'event_id' AND e.agent_id = sqlc.narg(agent_id)))
         AND (sqlc.narg(organization_id)::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = sqlc.narg(organization_id)))
         AND (sqlc.narg(event_type)::text IS NULL OR EXISTS (
@@ -112,8 +113,7 @@ WHERE s.id = @subscription_id
     AND NOT EXISTS (
         SELECT 1 FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery'
-            AND j.args ->> 'event_id' = e.event_id
-            AND j.args ->> 'subscription_id' = s.id)
+            AND j.args @> jsonb_build_object('event_id', e.event_id, 'subscription_id', s.id))
 ORDER BY e.id
 LIMIT @max;
 

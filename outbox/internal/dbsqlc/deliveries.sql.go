@@ -137,9 +137,10 @@ WHERE d.id IN (
     SELECT j.id
     FROM outbox.river_job AS j
     WHERE j.kind = 'outboxd.delivery'
-        AND ($1::text IS NULL OR j.args ->> 'event_id' = $1)
+        AND ($1::text IS NULL OR j.args @> jsonb_build_object('event_id', $1::text))
         AND ($2::text IS NULL OR j.args ->> 'subscription_id' = $2)
-        AND ($3::text IS NULL OR j.args ->> 'agent_id' = $3)
+        AND ($3::text IS NULL OR EXISTS (
+            SELECT 1 FROM outbox.events AS e WHERE e.event_id = j.args ->> 'event_id' AND e.agent_id = $3))
         AND ($4::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = $4))
         AND ($5::text IS NULL OR EXISTS (
@@ -178,9 +179,9 @@ type DeliveryListRow struct {
 	OutboxDelivery OutboxDelivery
 }
 
-// Newest first. The filters run on River's job rows, where the subscription, event
-// and agent each have an index (migration 5) that walks them newest first;
-// organization is the subscription's and type the event's.
+// Newest first. The filters run on River's job rows: the subscription has an index
+// that walks its deliveries newest first (migration 5); the event uses River's GIN
+// index on args; organization is the subscription's, agent and type the event's.
 func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListParams) ([]*DeliveryListRow, error) {
 	rows, err := db.Query(ctx, deliveryList,
 		arg.EventID,
@@ -483,8 +484,7 @@ WHERE s.id = $3
     AND NOT EXISTS (
         SELECT 1 FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery'
-            AND j.args ->> 'event_id' = e.event_id
-            AND j.args ->> 'subscription_id' = s.id)
+            AND j.args @> jsonb_build_object('event_id', e.event_id, 'subscription_id', s.id))
 ORDER BY e.id
 LIMIT $5
 `
