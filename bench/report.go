@@ -23,10 +23,12 @@ type results struct {
 	producer []*producerResult
 	ceiling  []float64
 
-	redis   []*steadyResult
-	fanout  []*fanoutResult
-	hanging []*hangingResult
-	history []historyResult
+	redis      []*steadyResult
+	lowPolling []*steadyResult
+	lowRedis   []*steadyResult
+	fanout     []*fanoutResult
+	hanging    []*hangingResult
+	history    []historyResult
 }
 
 // spread is a median with its min and max.

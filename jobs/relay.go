@@ -142,6 +142,7 @@ func (r *Relay) loop(ctx context.Context) {
 	for {
 		claimed, err := r.claim(ctx)
 		var wait time.Duration
+		busy := false
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -154,7 +155,7 @@ func (r *Relay) loop(ctx context.Context) {
 			continue
 		case claimed > 0:
 			failures = 0
-			wait = r.config.ActivePollInterval
+			wait, busy = r.config.ActivePollInterval, true
 		default:
 			failures = 0
 			wait = r.config.PollInterval
@@ -164,6 +165,21 @@ func (r *Relay) loop(ctx context.Context) {
 		r.mu.Unlock()
 
 		timer.Reset(wait)
+		if busy {
+			// Busy: the next claim comes within the active interval anyway, and one
+			// claim per wake-up (a producer may send one per commit) would only
+			// split the batches. Wake-ups cut short the idle wait alone.
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			select { // forget the wake-ups the claim just served
+			case <-r.wake:
+			default:
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
