@@ -284,7 +284,7 @@ func (r *results) controlMarkdown(opts *options, pollingP50 spread) string {
 	w("- **Hanging endpoint**: producers commit %s events/s; two subscriptions receive every", thousands(float64(opts.hangRate)))
 	w("  event. In the baseline both endpoints answer at once; then the second one holds every")
 	w("  request until the daemon's request timeout (%s), which is longer than the run. Each", jobs.RequestTimeoutDefault)
-	w("  daemon lets one subscription hold at most a quarter of its delivery workers; the rest of")
+	w("  daemon lets one subscription hold at most half of its delivery workers; the rest of")
 	w("  the hanging endpoint's deliveries wait without spending attempts.")
 	w("")
 	if len(r.hanging) > 0 && len(r.redis) > 0 {

@@ -121,7 +121,7 @@ func TestFailingSubscriptionIsDisabledThenRecovered(t *testing.T) {
 		deliveries, err = b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{SubscriptionID: sub.ID, State: outbox.DeliveryCancelled})
 		require.NoError(t, err)
 		return len(deliveries) == 5
-	}, 10*time.Second, 20*time.Millisecond)
+	}, 30*time.Second, 20*time.Millisecond) // each is cancelled when it next comes round
 
 	// Fixed, and two more events while it is still disabled.
 	failing.healed.Store(true)

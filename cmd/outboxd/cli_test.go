@@ -138,6 +138,20 @@ func TestSubscriptionsCommands(t *testing.T) {
 	_, err := standardwebhooks.NewWebhook(created.Secret)
 	require.NoError(t, err, "the secret is usable by the official verifier")
 
+	// Delivery control, as external checks pass it.
+	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/ordered", "--allow-private-targets", "127.0.0.0/8",
+		"--rate-limit", "5", "--max-in-flight", "3", "--ordering", "agent", "--on-dead", "skip", "--retry-schedule", "1s,5s")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "rate limit:      5/s")
+	require.Contains(t, res.stdout, "max in flight:   3")
+	require.Contains(t, res.stdout, "ordering:        agent (on dead: skip)")
+	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/x", "--allow-private-targets", "127.0.0.0/8", "--ordering", "sideways")
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.stderr, `outboxd: ordering: "sideways" is not an ordering: none or agent`)
+	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/x", "--allow-private-targets", "127.0.0.0/8", "--on-dead", "retry")
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.stderr, `outboxd: on_dead: "retry" is not a choice: block or skip`)
+
 	// A given secret is kept; the human output shows it once.
 	secret := "whsec_" + strings.Repeat("QUJD", 8)
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/two", "--allow-private-targets", "127.0.0.0/8", "--secret", secret)

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -140,11 +141,20 @@ func newProcessBundle(t *testing.T) *processBundle {
 		},
 		env: append(os.Environ(),
 			runAsOutboxd+"=1",
-			"DATABASE_URL="+outboxtest.DatabaseURL(),
+			"DATABASE_URL="+smallPool(outboxtest.DatabaseURL()),
 			"OUTBOXD_SCHEMA="+store.Schema(),
 			"OUTBOXD_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(rawKey),
 		),
 	}
+}
+
+// smallPool caps a daemon process's pool, so the tests' daemons running side by
+// side stay well under the server's max_connections.
+func smallPool(databaseURL string) string {
+	if strings.Contains(databaseURL, "?") {
+		return databaseURL + "&pool_max_conns=8"
+	}
+	return databaseURL + "?pool_max_conns=8"
 }
 
 // daemonProcess is `outboxd run` in a child process.

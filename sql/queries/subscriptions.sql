@@ -93,6 +93,9 @@ WHERE subscription_id = @subscription_id AND expires_at < now() - interval '7 da
 -- name: RateLimitTake :one
 -- Takes one delivery slot of a rate-limited subscription, or says how long to
 -- wait for one. Concurrent takers serialise on the row lock, across daemons.
+-- Slots are a full interval (1 / rate) apart with no tolerance, so any second
+-- holds at most rate + 1 of them, and requests still arrive within that when the
+-- network or the daemon delays one by up to an interval.
 WITH s AS (
     SELECT sub.id, sub.rate_limit_per_second AS rate,
         greatest(coalesce(sub.rate_tat, now()), now()) AS tat
@@ -104,12 +107,12 @@ taken AS (
     UPDATE outbox.subscriptions AS t
     SET rate_tat = s.tat + make_interval(secs => 1.0 / s.rate)
     FROM s
-    WHERE t.id = s.id AND s.tat - now() <= make_interval(secs => 0.5 / s.rate)
+    WHERE t.id = s.id AND s.tat <= now()
     RETURNING t.id
 )
 SELECT
     EXISTS (SELECT 1 FROM taken) AS allowed,
-    coalesce((SELECT extract(epoch FROM s.tat - now() - make_interval(secs => 0.5 / s.rate)) FROM s), 0)::float8 AS wait_seconds;
+    coalesce((SELECT extract(epoch FROM s.tat - now()) FROM s), 0)::float8 AS wait_seconds;
 
 -- name: CircuitProbeTake :one
 -- After the breaker's wait, the first delivery to ask becomes the probe: the

@@ -1,0 +1,57 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestInflightLimiter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Unix(1_000, 0)
+	l := newInflightLimiter(func() time.Time { return now })
+
+	first, ok := l.acquire(ctx, "sub", 2, 0)
+	require.True(t, ok)
+	now = now.Add(3 * time.Second)
+	second, ok := l.acquire(ctx, "sub", 2, 0)
+	require.True(t, ok)
+	_, ok = l.acquire(ctx, "sub", 2, 0)
+	require.False(t, ok, "over the cap, with no wait")
+	require.Equal(t, 3*time.Second, l.oldest("sub"))
+	other, ok := l.acquire(ctx, "other", 2, 0)
+	require.True(t, ok, "caps are per subscription")
+
+	// A waiter is handed the slot the first release frees.
+	handed := make(chan func())
+	go func() {
+		release, ok := l.acquire(ctx, "sub", 2, time.Minute)
+		if ok {
+			handed <- release
+		}
+		close(handed)
+	}()
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.subs["sub"].waiters) == 1
+	}, 5*time.Second, time.Millisecond)
+	first()
+	third := <-handed
+	require.NotNil(t, third)
+	require.Zero(t, l.oldest("sub"), "the slots held now were taken at the current time")
+
+	// A waiter gives up after its wait; waiters never outnumber the cap.
+	_, ok = l.acquire(ctx, "sub", 2, 10*time.Millisecond)
+	require.False(t, ok)
+
+	second()
+	third()
+	other()
+	l.mu.Lock()
+	require.Empty(t, l.subs, "nothing held, nothing kept")
+	l.mu.Unlock()
+}
