@@ -336,10 +336,15 @@ func TestGoneDisablesSubscription(t *testing.T) {
 	b := setupDaemon(t, nil)
 	rcv := newTestReceiver(t, func(int64, *http.Request, []byte) reply { return reply{status: http.StatusGone} })
 	sub := outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: rcv.server.URL})
+	operator := newTestReceiver(t, nil)
+	outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: operator.server.URL, EventTypes: []string{"outboxd.*"}})
 	outboxtest.Event(b.ctx, t, b.store, nil)
 
 	row := b.waitFinal(t, 1)[0]
 	require.Equal(t, rivertype.JobStateCancelled, row.State)
+	told := operator.nextOfType(t, outbox.EventSubscriptionDisabled)
+	require.Equal(t, sub.ID, told.Data["subscription_id"])
+	require.Equal(t, "receiver answered 410 Gone", told.Data["reason"])
 
 	got, err := b.store.SubscriptionGet(b.ctx, sub.ID)
 	require.NoError(t, err)

@@ -115,12 +115,9 @@ func (c DeliveryConfig) withDefaults() DeliveryConfig {
 	if c.Circuit.BackoffMax <= 0 {
 		c.Circuit.BackoffMax = CircuitBackoffMaxDefault
 	}
-	switch {
-	case c.Circuit.DisableAfter == 0:
+	if c.Circuit.DisableAfter == 0 {
 		c.Circuit.DisableAfter = CircuitDisableAfterDefault
-	case c.Circuit.DisableAfter < 0:
-		c.Circuit.DisableAfter = 0 // outbox.CircuitPolicy: never
-	}
+	} // negative stays: never (outbox.CircuitPolicy takes any DisableAfter <= 0 so)
 	return c
 }
 
@@ -353,12 +350,13 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	statusErr := fmt.Errorf("POST %s: receiver answered %d %s", target.URL, resp.StatusCode, http.StatusText(resp.StatusCode))
 	if resp.StatusCode == http.StatusGone {
 		reason := "receiver answered 410 Gone"
-		disabled, err := w.store.SubscriptionDisable(ctx, target.SubscriptionID, reason)
+		disabled, err := w.store.SubscriptionAutoDisable(ctx, target.SubscriptionID, reason)
 		if err != nil {
 			return w.retryLater(ctx, job, target, 0, fmt.Errorf("%w; disabling the subscription failed: %w", statusErr, err))
 		}
 		if disabled {
 			w.metrics.SubscriptionsDisabled.WithLabelValues("gone").Inc()
+			w.metrics.OperationalEvents.WithLabelValues(outbox.EventSubscriptionDisabled).Inc()
 			w.logger.WarnContext(ctx, "subscription disabled",
 				slog.String("subscription_id", target.SubscriptionID), slog.String("reason", reason))
 		}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/outboxd/outboxd/outbox"
 )
 
 func TestInflightLimiter(t *testing.T) {
@@ -54,4 +56,13 @@ func TestInflightLimiter(t *testing.T) {
 	l.mu.Lock()
 	require.Empty(t, l.subs, "nothing held, nothing kept")
 	l.mu.Unlock()
+}
+
+func TestDeliveryConfigDefaultsAreStable(t *testing.T) {
+	t.Parallel()
+	never := DeliveryConfig{Circuit: outbox.CircuitPolicy{DisableAfter: -1}}.withDefaults().withDefaults()
+	require.Negative(t, never.Circuit.DisableAfter, "never stays never, however often defaults are applied")
+	defaults := DeliveryConfig{}.withDefaults().withDefaults()
+	require.Equal(t, CircuitDisableAfterDefault, defaults.Circuit.DisableAfter)
+	require.Equal(t, CircuitThresholdDefault, defaults.Circuit.Threshold)
 }

@@ -139,7 +139,7 @@ type CircuitPolicy struct {
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 	// DisableAfter disables a subscription whose attempts have all failed for this
-	// long; 0 never disables.
+	// long; 0 or less never disables.
 	DisableAfter time.Duration
 }
 
@@ -198,6 +198,33 @@ func (s *Store) SubscriptionFailure(ctx context.Context, subscriptionID string, 
 		})
 	})
 	return outcome, err
+}
+
+// SubscriptionAutoDisable disables a subscription for a reason of the daemon's
+// own (a receiver answering 410 Gone) and publishes outboxd.subscription.disabled,
+// in one transaction. It reports whether this call disabled it.
+func (s *Store) SubscriptionAutoDisable(ctx context.Context, subscriptionID, reason string) (bool, error) {
+	disabled := false
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		exec := s.on(tx)
+		n, err := s.queries.SubscriptionDisable(ctx, exec, &dbsqlc.SubscriptionDisableParams{ID: subscriptionID, Reason: &reason})
+		if err != nil || n == 0 {
+			return translateError("disable subscription", err)
+		}
+		row, err := s.queries.SubscriptionGet(ctx, exec, subscriptionID)
+		if err != nil {
+			return translateError("disable subscription", err)
+		}
+		disabled = true
+		return s.publishOperationalTx(ctx, tx, EventSubscriptionDisabled, deref(row.OrganizationID), map[string]any{
+			"subscription_id": subscriptionID,
+			"url":             row.Url,
+			"reason":          reason,
+			"failing_since":   row.FailingSince,
+			"failures":        row.FailureStreak,
+		})
+	})
+	return disabled, err
 }
 
 // SubscriptionSuccess ends a subscription's run of failures after a 2xx. It

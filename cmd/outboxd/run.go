@@ -90,7 +90,7 @@ Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
 	flags.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "limit on connecting to a receiver")
 	flags.StringVar(&f.retrySchedule, "retry-schedule", jobs.DefaultRetrySchedule.String(), "default waits between attempts, for subscriptions without their own")
 	flags.DurationVar(&f.retryAfterMax, "retry-after-max", jobs.RetryAfterMaxDefault, "longest a receiver's Retry-After may delay the next attempt")
-	flags.IntVar(&f.maxInFlight, "max-in-flight", 0, "default cap on one subscription's deliveries in flight on this daemon, so a slow endpoint cannot take every worker (default: a quarter of --delivery-workers); a subscription's own --max-in-flight replaces it")
+	flags.IntVar(&f.maxInFlight, "max-in-flight", 0, "default cap on one subscription's deliveries in flight on this daemon, so a slow endpoint cannot take every worker (default: half of --delivery-workers); a subscription's own --max-in-flight replaces it")
 	flags.IntVar(&f.circuitFailures, "circuit-failures", jobs.CircuitThresholdDefault, "failed attempts in a row that open a subscription's circuit: its deliveries then wait, spending no attempts")
 	flags.DurationVar(&f.circuitBackoff, "circuit-backoff", jobs.CircuitBackoffMinDefault, "how long an opened circuit first waits before a probe; doubles while probes fail")
 	flags.DurationVar(&f.circuitBackoffMx, "circuit-backoff-max", jobs.CircuitBackoffMaxDefault, "longest wait between probes of a failing subscription")
