@@ -1,6 +1,5 @@
 DROP INDEX IF EXISTS outbox.river_job_outboxd_delivery_subscription;
 DROP INDEX IF EXISTS outbox.river_job_outboxd_ordered_line;
-DROP INDEX IF EXISTS outbox.events_unfanned_agent;
 
 CREATE OR REPLACE FUNCTION outbox.events_validate() RETURNS trigger
     LANGUAGE plpgsql

@@ -103,10 +103,6 @@ BEGIN
 END
 $$;
 
--- Ordered delivery: an event still waiting for fan-out holds back the later events
--- of its agent. Partial, so it holds only the relay's and fan-out's backlog.
-CREATE INDEX events_unfanned_agent ON outbox.events ((coalesce(agent_id, '')), id) WHERE fanned_out_at IS NULL;
-
 -- Ordered delivery: the unfinished deliveries of each (subscription, agent) line,
 -- by position. Only deliveries of ordered subscriptions carry args.seq.
 CREATE INDEX river_job_outboxd_ordered_line ON outbox.river_job

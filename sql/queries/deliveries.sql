@@ -140,11 +140,25 @@ LIMIT 1;
 
 -- name: OrderedEventsPending :one
 -- Whether an earlier event of the agent still waits for fan-out: its delivery may
--- not exist yet, but it comes first.
-SELECT EXISTS (
-    SELECT 1 FROM outbox.events AS e
-    WHERE e.fanned_out_at IS NULL AND coalesce(e.agent_id, '') = @agent_id::text AND e.id < @seq::bigint
-) AS pending;
+-- not exist yet, but it comes first. Such an event is either not yet claimed by
+-- a relay (the small events_undispatched index) or in a fan-out job that has not
+-- finished (found by River's state index); the relay's claim marks the one and
+-- creates the other in one transaction, so nothing falls between them.
+SELECT (
+    EXISTS (
+        SELECT 1 FROM outbox.events AS e
+        WHERE e.dispatched_at IS NULL AND e.id < @seq::bigint AND coalesce(e.agent_id, '') = @agent_id::text
+    )
+    OR EXISTS (
+        SELECT 1
+        FROM outbox.river_job AS j
+        CROSS JOIN LATERAL jsonb_array_elements_text(j.args -> 'event_seqs') AS batch(seq)
+        JOIN outbox.events AS e ON e.id = batch.seq::bigint
+        WHERE j.state IN ('available', 'running', 'retryable', 'scheduled', 'pending')
+            AND j.queue = 'fanout' AND j.kind = 'outboxd.fanout'
+            AND e.id < @seq::bigint AND e.fanned_out_at IS NULL AND coalesce(e.agent_id, '') = @agent_id::text
+    )
+)::boolean AS pending;
 
 -- name: OrderedLineLock :exec
 -- Serialises, across daemons, the transactions that check or advance one ordered

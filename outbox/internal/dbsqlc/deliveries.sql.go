@@ -366,21 +366,35 @@ func (q *Queries) OrderedBlocker(ctx context.Context, db DBTX, arg *OrderedBlock
 }
 
 const orderedEventsPending = `-- name: OrderedEventsPending :one
-SELECT EXISTS (
-    SELECT 1 FROM outbox.events AS e
-    WHERE e.fanned_out_at IS NULL AND coalesce(e.agent_id, '') = $1::text AND e.id < $2::bigint
-) AS pending
+SELECT (
+    EXISTS (
+        SELECT 1 FROM outbox.events AS e
+        WHERE e.dispatched_at IS NULL AND e.id < $1::bigint AND coalesce(e.agent_id, '') = $2::text
+    )
+    OR EXISTS (
+        SELECT 1
+        FROM outbox.river_job AS j
+        CROSS JOIN LATERAL jsonb_array_elements_text(j.args -> 'event_seqs') AS batch(seq)
+        JOIN outbox.events AS e ON e.id = batch.seq::bigint
+        WHERE j.state IN ('available', 'running', 'retryable', 'scheduled', 'pending')
+            AND j.queue = 'fanout' AND j.kind = 'outboxd.fanout'
+            AND e.id < $1::bigint AND e.fanned_out_at IS NULL AND coalesce(e.agent_id, '') = $2::text
+    )
+)::boolean AS pending
 `
 
 type OrderedEventsPendingParams struct {
-	AgentID string
 	Seq     int64
+	AgentID string
 }
 
 // Whether an earlier event of the agent still waits for fan-out: its delivery may
-// not exist yet, but it comes first.
+// not exist yet, but it comes first. Such an event is either not yet claimed by
+// a relay (the small events_undispatched index) or in a fan-out job that has not
+// finished (found by River's state index); the relay's claim marks the one and
+// creates the other in one transaction, so nothing falls between them.
 func (q *Queries) OrderedEventsPending(ctx context.Context, db DBTX, arg *OrderedEventsPendingParams) (bool, error) {
-	row := db.QueryRow(ctx, orderedEventsPending, arg.AgentID, arg.Seq)
+	row := db.QueryRow(ctx, orderedEventsPending, arg.Seq, arg.AgentID)
 	var pending bool
 	err := row.Scan(&pending)
 	return pending, err
