@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,7 +88,7 @@ const (
 
 // IsOperational reports whether eventType is one of outboxd's own.
 func IsOperational(eventType string) bool {
-	return len(eventType) > len("outboxd.") && eventType[:len("outboxd.")] == "outboxd."
+	return strings.HasPrefix(eventType, "outboxd.")
 }
 
 // publishOperationalTx publishes an outboxd.* event in tx, scoped to the
@@ -97,16 +98,20 @@ func (s *Store) publishOperationalTx(ctx context.Context, tx Executor, eventType
 	if err != nil {
 		return err
 	}
-	exec := s.on(tx)
-	if err := s.queries.OperationalPublishAllow(ctx, exec); err != nil {
+	if err := s.queries.OperationalPublishAllow(ctx, s.on(tx)); err != nil {
 		return translateError("publish "+eventType, err)
 	}
-	_, err = s.queries.EventPublish(ctx, exec, &dbsqlc.EventPublishParams{
-		Type:           eventType,
-		Payload:        data,
-		OrganizationID: nullable(organizationID),
-	})
-	return translateError("publish "+eventType, err)
+	_, err = s.PublishTx(ctx, tx, &PublishParams{Type: eventType, Payload: data, OrganizationID: organizationID})
+	return err
+}
+
+// subscriptionDisabled is the data of outboxd.subscription.disabled.
+type subscriptionDisabled struct {
+	SubscriptionID string     `json:"subscription_id"`
+	URL            string     `json:"url"`
+	Reason         string     `json:"reason"`
+	FailingSince   *time.Time `json:"failing_since"` // nil when it was not failing (410 Gone)
+	Failures       int        `json:"failures"`
 }
 
 // DeliveryLeaseTake takes one of a subscription's MaxInFlight slots for a
@@ -189,12 +194,9 @@ func (s *Store) SubscriptionFailure(ctx context.Context, subscriptionID string, 
 			return translateError("disable subscription", err)
 		}
 		outcome.Disabled = true
-		return s.publishOperationalTx(ctx, tx, EventSubscriptionDisabled, deref(row.OrganizationID), map[string]any{
-			"subscription_id": subscriptionID,
-			"url":             row.Url,
-			"reason":          outcome.Reason,
-			"failing_since":   outcome.FailingSince.UTC(),
-			"failures":        outcome.Streak,
+		return s.publishOperationalTx(ctx, tx, EventSubscriptionDisabled, deref(row.OrganizationID), &subscriptionDisabled{
+			SubscriptionID: subscriptionID, URL: row.Url, Reason: outcome.Reason,
+			FailingSince: row.FailingSince, Failures: outcome.Streak,
 		})
 	})
 	return outcome, err
@@ -216,12 +218,9 @@ func (s *Store) SubscriptionAutoDisable(ctx context.Context, subscriptionID, rea
 			return translateError("disable subscription", err)
 		}
 		disabled = true
-		return s.publishOperationalTx(ctx, tx, EventSubscriptionDisabled, deref(row.OrganizationID), map[string]any{
-			"subscription_id": subscriptionID,
-			"url":             row.Url,
-			"reason":          reason,
-			"failing_since":   row.FailingSince,
-			"failures":        row.FailureStreak,
+		return s.publishOperationalTx(ctx, tx, EventSubscriptionDisabled, deref(row.OrganizationID), &subscriptionDisabled{
+			SubscriptionID: subscriptionID, URL: row.Url, Reason: reason,
+			FailingSince: row.FailingSince, Failures: int(row.FailureStreak),
 		})
 	})
 	return disabled, err
