@@ -95,11 +95,15 @@ func (w *redisWaker) degraded() string {
 
 func (w *redisWaker) loop(ctx context.Context) {
 	defer close(w.stopped)
-	backoff := time.Second
+	const backoffMin = time.Second
+	backoff := backoffMin
 	for ctx.Err() == nil {
-		err := w.subscribe(ctx)
+		wasSubscribed, err := w.subscribe(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if wasSubscribed {
+			backoff = backoffMin // a new outage starts again from the shortest wait
 		}
 		w.setState(err)
 		select {
@@ -111,8 +115,9 @@ func (w *redisWaker) loop(ctx context.Context) {
 	}
 }
 
-// subscribe listens until the connection fails; it returns why.
-func (w *redisWaker) subscribe(ctx context.Context) error {
+// subscribe listens until the connection fails; it returns whether it had
+// subscribed, and why it stopped.
+func (w *redisWaker) subscribe(ctx context.Context) (bool, error) {
 	pubsub := w.client.Subscribe(ctx, w.channel)
 	w.mu.Lock()
 	w.pubsub = pubsub
@@ -124,16 +129,16 @@ func (w *redisWaker) subscribe(ctx context.Context) error {
 		_ = pubsub.Close()
 	}()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	if _, err := pubsub.Receive(ctx); err != nil {
-		return err
+		return false, err
 	}
 	w.setState(nil)
 	w.subscribed.signal(struct{}{})
 	for {
 		if _, err := pubsub.ReceiveMessage(ctx); err != nil {
-			return err
+			return true, err
 		}
 		w.relay.Wake()
 	}
