@@ -10,7 +10,8 @@ import (
 // slow or hanging endpoint holds at most its share of the daemon's workers. An
 // attempt over the cap may wait briefly for a slot (a fast endpoint frees one in
 // milliseconds, and waiting is cheaper than a round trip through the queue);
-// at most as many wait as the cap allows to run, and the rest are deferred at once.
+// at most a quarter as many wait as the cap allows to run (a waiter holds a
+// worker too), and the rest are deferred at once.
 type inflightLimiter struct {
 	mu   sync.Mutex
 	subs map[string]*inflightSlots
@@ -46,7 +47,7 @@ func (l *inflightLimiter) acquire(ctx context.Context, subscription string, limi
 		l.mu.Unlock()
 		return release, true
 	}
-	if wait <= 0 || len(slots.waiters) >= limit {
+	if wait <= 0 || len(slots.waiters) >= maxWaiters(limit) {
 		l.mu.Unlock()
 		return nil, false
 	}
@@ -110,3 +111,8 @@ func (l *inflightLimiter) oldest(subscription string) time.Duration {
 	}
 	return oldest
 }
+
+// maxWaiters is how many attempts may wait for one of limit slots: with the
+// default cap at half the workers, a subscription's running and waiting attempts
+// together hold at most five eighths of them.
+func maxWaiters(limit int) int { return max(1, limit/4) }

@@ -66,3 +66,46 @@ func TestDeliveryConfigDefaultsAreStable(t *testing.T) {
 	require.Equal(t, CircuitDisableAfterDefault, defaults.Circuit.DisableAfter)
 	require.Equal(t, CircuitThresholdDefault, defaults.Circuit.Threshold)
 }
+
+// Running and waiting attempts together never take every worker: a quarter of
+// the cap may wait, and the next is refused at once however long it would wait.
+func TestInflightLimiterCapsWaiters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newInflightLimiter(time.Now)
+	const limit = 8
+	var releases []func()
+	for range limit {
+		release, ok := l.acquire(ctx, "sub", limit, 0)
+		require.True(t, ok)
+		releases = append(releases, release)
+	}
+	waited := make(chan bool, maxWaiters(limit))
+	for range maxWaiters(limit) {
+		go func() {
+			release, ok := l.acquire(ctx, "sub", limit, time.Minute)
+			if ok {
+				release()
+			}
+			waited <- ok
+		}()
+	}
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.subs["sub"].waiters) == maxWaiters(limit)
+	}, 5*time.Second, time.Millisecond)
+	require.Equal(t, 2, maxWaiters(limit))
+
+	start := time.Now()
+	_, ok := l.acquire(ctx, "sub", limit, time.Minute)
+	require.False(t, ok, "no room to wait")
+	require.Less(t, time.Since(start), 10*time.Second, "refused at once, not after its wait")
+
+	for _, release := range releases {
+		release()
+	}
+	for range maxWaiters(limit) {
+		require.True(t, <-waited, "each waiter was handed a slot")
+	}
+}
