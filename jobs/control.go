@@ -7,15 +7,17 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/outboxd/outboxd/outbox"
 )
 
 // This file holds the delivery worker's control decisions: deferring a run
-// without spending an attempt, ordered lines, and the circuit breaker's
-// bookkeeping.
+// without spending an attempt, the ends of ordered deliveries, and the circuit
+// breaker's bookkeeping.
 
 // deferRun puts the delivery back for d without counting an attempt (River
 // snoozes it) and counts why.
@@ -47,69 +49,58 @@ func (w *deliveryWorker) inflightWait(job *river.Job[DeliveryArgs], target *outb
 	return max(w.backoff(job, 100*time.Millisecond, 5*time.Second), time.Duration(float64(slow)*(0.8+0.4*w.random())))
 }
 
-// orderedWait decides whether an ordered delivery may go: only when no earlier
-// delivery of its line is unfinished (a dead one counts as finished when the
-// subscription skips dead deliveries) and no earlier event of its agent still
-// waits for fan-out. When it may not, it parks itself in the same transaction
-// that checked, under the line's lock, and the delivery ahead wakes it when it
-// ends; the returned wait is only a fallback.
-func (w *deliveryWorker) orderedWait(ctx context.Context, job *river.Job[DeliveryArgs], target *outbox.DeliveryTarget) (time.Duration, bool, error) {
-	tx, err := w.pool.Begin(ctx)
-	if err != nil {
-		return 0, false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	block, err := w.store.OrderedCheckTx(ctx, tx, target.SubscriptionID, job.Args.AgentID, job.Args.Seq, target.OnDead)
-	if err != nil || block == nil {
-		return 0, false, err
-	}
-	if block.EventsPending {
-		// The earlier event's delivery does not exist yet, and might never (if this
-		// subscription does not match it): look again soon rather than park.
-		return w.backoff(job, 50*time.Millisecond, 2*time.Second), true, nil
-	}
-	wait := orderedParkFallback
-	if block.State == "running" {
-		// If it ends dead in a line that skips dead deliveries, no wake comes.
-		wait = orderedParkRunningFallback
-	}
-	if err := w.store.OrderedParkTx(ctx, tx, job.ID, wait); err != nil {
-		return 0, false, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, false, fmt.Errorf("park ordered delivery: %w", err)
-	}
-	return wait, true, nil
-}
+// ordered reports whether a delivery belongs to an ordered line. Such a delivery
+// is only ever fetched as its line's head (outbox/ordered.go): the rest of the
+// line waits in River's pending state.
+func ordered(job *river.Job[DeliveryArgs]) bool { return job.Args.Seq > 0 }
 
-// How long a parked ordered delivery waits at most for a wake from the delivery
-// ahead before it looks again.
-const (
-	orderedParkFallback        = time.Minute
-	orderedParkRunningFallback = 5 * time.Second
-
-	// orderedSkipWakeDelay gives River time to record a dead delivery before the
-	// next one of a line that skips dead deliveries looks.
-	orderedSkipWakeDelay = 500 * time.Millisecond
-)
+// orderedDisabledRecheck is how often the head of an ordered line looks again
+// while its subscription is disabled (enabling it makes the head due at once).
+const orderedDisabledRecheck = 30 * time.Second
 
 // completeOrdered completes an ordered delivery's job and makes the next of its
-// line due, in one transaction: the next delivery cannot start before this one
-// is recorded as done.
-func (w *deliveryWorker) completeOrdered(ctx context.Context, job *river.Job[DeliveryArgs], attempts json.RawMessage) error {
+// line due, in one transaction under the line's lock: the next delivery cannot
+// start before this one is recorded as done.
+func (w *deliveryWorker) completeOrdered(ctx context.Context, job *river.Job[DeliveryArgs]) error {
 	ctx = context.WithoutCancel(ctx) // delivered: record it even if the daemon is stopping
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+	if err := w.store.OrderedLockTx(ctx, tx, []string{job.Args.AgentID}); err != nil {
 		return err
 	}
-	if err := w.store.OrderedAdvanceTx(ctx, tx, job.ID, attempts, job.Args.SubscriptionID, job.Args.AgentID, job.Args.Seq); err != nil {
+	completed, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+	if err != nil {
+		return err
+	}
+	if completed.State != rivertype.JobStateCompleted {
+		// Someone else changed the job while it ran (cancelled it in the River UI,
+		// or it was rescued): leave the line as it is.
+		return fmt.Errorf("delivery %d is %s, not running", job.ID, completed.State)
+	}
+	if _, err := w.store.OrderedPromoteTx(ctx, tx, []string{job.Args.AgentID}, 0); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// orderedFinish makes the next delivery of an ordered line due when this one
+// has run for the last time (dead in a line that skips dead deliveries, or
+// cancelled because its event is gone), before River records its end.
+func (w *deliveryWorker) orderedFinish(ctx context.Context, job *river.Job[DeliveryArgs]) {
+	if !ordered(job) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		return w.store.OrderedFinishTx(ctx, tx, job.Args.AgentID, job.ID)
+	})
+	if err != nil {
+		// The sweep promotes the line within a minute.
+		w.logger.WarnContext(ctx, "make the next ordered delivery due", slog.Int64("delivery_id", job.ID), slog.String("error", err.Error()))
+	}
 }
 
 // succeeded ends the subscription's run of failures.
@@ -168,12 +159,7 @@ func (w *deliveryWorker) exhausted(ctx context.Context, job *river.Job[DeliveryA
 	} else if !outbox.IsOperational(target.Event.Type) {
 		w.metrics.OperationalEvents.WithLabelValues(outbox.EventDeliveryExhausted).Inc()
 	}
-	if job.Args.Seq > 0 && target.OnDead == outbox.OnDeadSkip {
-		// River records this delivery dead as soon as Work returns: the next one,
-		// woken a moment later, finds it so and goes.
-		err := w.store.OrderedWakeNextTx(ctx, w.pool, job.Args.SubscriptionID, job.Args.AgentID, job.Args.Seq, orderedSkipWakeDelay)
-		if err != nil {
-			w.logger.WarnContext(ctx, "wake next ordered delivery", slog.Int64("delivery_id", job.ID), slog.String("error", err.Error()))
-		}
+	if target.OnDead == outbox.OnDeadSkip {
+		w.orderedFinish(ctx, job)
 	}
 }

@@ -158,12 +158,13 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &fanoutWorker{pool: pool, store: c.Store, retrySchedule: c.Delivery.RetrySchedule, metrics: c.Metrics})
 	river.AddWorker(workers, d.delivery)
-	river.AddWorker(workers, &recoveryWorker{store: c.Store, retrySchedule: c.Delivery.RetrySchedule, logger: c.Logger.With(slog.String("component", "recovery"))})
+	river.AddWorker(workers, &recoveryWorker{pool: pool, store: c.Store, retrySchedule: c.Delivery.RetrySchedule, logger: c.Logger.With(slog.String("component", "recovery"))})
 	river.AddWorker(workers, &lettaCallbackWorker{
 		pool: pool, store: c.Store, guard: c.Guard, client: d.delivery.client, config: c.Delivery,
 		logger: c.Logger.With(slog.String("component", "letta_callback")),
 	})
 	river.AddWorker(workers, &lettaAgentWebhookWorker{pool: pool, store: c.Store})
+	river.AddWorker(workers, &orderedSweepWorker{store: c.Store, logger: c.Logger.With(slog.String("component", "ordered"))})
 	river.AddWorker(workers, &pruneWorker{store: c.Store, retention: c.EventRetention, logger: c.Logger.With(slog.String("component", "retention")), now: time.Now})
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
@@ -174,9 +175,14 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
 		},
 		Workers: workers,
-		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(pruneInterval),
-			func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
-			&river.PeriodicJobOpts{ID: "outboxd.prune_events", RunOnStart: true})},
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(pruneInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "outboxd.prune_events", RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(orderedSweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return OrderedSweepArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "outboxd.ordered_sweep"}),
+		},
 		FetchCooldown:               c.FetchCooldown,
 		FetchPollInterval:           c.FetchPollInterval,
 		JobTimeout:                  deliveryTimeout, // the fan-out worker sets its own

@@ -66,8 +66,9 @@ type DeliveryConfig struct {
 
 	// MaxInFlightDefault caps each subscription's deliveries in flight at once on
 	// this daemon, so one slow or hanging endpoint cannot take every worker. A
-	// subscription's own max_in_flight replaces it (and also holds across
-	// daemons). Defaults to half the daemon's delivery workers.
+	// subscription's own max_in_flight caps it across daemons as well (and
+	// lowers this cap when it is lower). Defaults to half the daemon's delivery
+	// workers.
 	MaxInFlightDefault int
 
 	// InFlightWait is how long an attempt over its subscription's cap waits for a
@@ -226,45 +227,30 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	case err != nil:
 		return err
 	case target.Event == nil:
+		w.orderedFinish(ctx, job)
 		return w.cancel(fmt.Errorf("event %s no longer exists", job.Args.EventID))
+	case !target.Enabled && ordered(job):
+		// An ordered line pauses while its subscription is disabled, and enabling
+		// it resumes the line where it stopped.
+		return w.deferRun("disabled", orderedDisabledRecheck)
 	case !target.Enabled:
 		return w.cancel(fmt.Errorf("subscription %s is disabled", job.Args.SubscriptionID))
 	case len(target.Secrets) == 0:
 		return w.retryLater(ctx, job, target, 0, fmt.Errorf("subscription %s has no active signing secret", job.Args.SubscriptionID))
 	}
-	ordered := job.Args.Seq > 0
-	if ordered {
-		if wait, blocked, err := w.orderedWait(ctx, job, target); err != nil || blocked {
-			if err != nil {
-				return err
-			}
-			return w.deferRun("ordering", wait)
-		}
+	// Holds are checked from the cheapest to the scarcest, so a delivery held back
+	// by a later one has not used up an earlier one's allowance: the circuit's
+	// wait (no query), this daemon's in-flight slots, the subscription's leases
+	// across daemons, its rate, and last the circuit's single probe, which shuts
+	// the circuit to every other delivery for a whole attempt.
+	if target.CircuitOpen && target.CircuitWait > 0 {
+		return w.deferRun("circuit", target.CircuitWait+time.Duration(w.random()*float64(min(target.CircuitWait/10, 5*time.Second))))
 	}
-	if target.CircuitOpen {
-		if target.CircuitWait > 0 {
-			return w.deferRun("circuit", target.CircuitWait+time.Duration(w.random()*float64(min(target.CircuitWait/10, 5*time.Second))))
-		}
-		probe, err := w.store.CircuitProbeTake(ctx, target.SubscriptionID, w.config.probeWindow())
-		if err != nil {
-			return err
-		}
-		if !probe {
-			return w.deferRun("circuit", w.backoff(job, time.Second, 5*time.Second))
-		}
-	}
-	if target.RateLimit > 0 {
-		allowed, wait, err := w.store.RateLimitTake(ctx, target.SubscriptionID)
-		if err != nil {
-			return err
-		}
-		if !allowed {
-			return w.deferRun("rate_limit", max(wait, 10*time.Millisecond))
-		}
-	}
+	// Each daemon keeps one subscription to its share of the workers; a
+	// subscription's max_in_flight caps it across daemons, and lower here too.
 	limit := w.config.MaxInFlightDefault
 	if target.MaxInFlight > 0 {
-		limit = target.MaxInFlight
+		limit = min(limit, target.MaxInFlight)
 	}
 	wait := w.config.InFlightWait
 	if w.inflight.oldest(target.SubscriptionID) > time.Second {
@@ -288,6 +274,24 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 				w.logger.WarnContext(ctx, "release delivery lease (it expires by itself)", slog.Int64("job_id", job.ID), slog.String("error", err.Error()))
 			}
 		}()
+	}
+	if target.RateLimit > 0 {
+		allowed, wait, err := w.store.RateLimitTake(ctx, target.SubscriptionID)
+		if err != nil {
+			return err
+		}
+		if !allowed {
+			return w.deferRun("rate_limit", max(wait, 10*time.Millisecond))
+		}
+	}
+	if target.CircuitOpen {
+		probe, err := w.store.CircuitProbeTake(ctx, target.SubscriptionID, w.config.probeWindow())
+		if err != nil {
+			return err
+		}
+		if !probe {
+			return w.deferRun("circuit", w.backoff(job, time.Second, 5*time.Second))
+		}
 	}
 
 	body, err := encodeBody(target.Event)
@@ -318,7 +322,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			return err
 		}
 		requestErr := fmt.Errorf("POST %s: %s: %w", target.URL, attempt.ErrorClass, err)
-		if w.failed(ctx, target, requestErr) {
+		if w.failed(ctx, target, requestErr) && !ordered(job) {
 			return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", requestErr, target.SubscriptionID))
 		}
 		return w.retryLater(ctx, job, target, 0, requestErr)
@@ -331,12 +335,12 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	_ = readErr // the status line decides; a body cut short is still recorded
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		attempts := w.record(ctx, job, attempt)
+		w.record(ctx, job, attempt)
 		if target.FailureStreak > 0 {
 			w.succeeded(ctx, target)
 		}
-		if ordered {
-			if err := w.completeOrdered(ctx, job, attempts); err != nil {
+		if ordered(job) {
+			if err := w.completeOrdered(ctx, job); err != nil {
 				// Delivered, but not recorded: the attempt runs again (at least once).
 				return fmt.Errorf("complete ordered delivery: %w", err)
 			}
@@ -360,9 +364,12 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			w.logger.WarnContext(ctx, "subscription disabled",
 				slog.String("subscription_id", target.SubscriptionID), slog.String("reason", reason))
 		}
+		if ordered(job) {
+			return w.retryLater(ctx, job, target, 0, statusErr) // the line waits for the subscription to be enabled
+		}
 		return w.cancel(fmt.Errorf("%w; subscription %s disabled", statusErr, target.SubscriptionID))
 	}
-	if w.failed(ctx, target, statusErr) {
+	if w.failed(ctx, target, statusErr) && !ordered(job) {
 		return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", statusErr, target.SubscriptionID))
 	}
 	return w.retryLater(ctx, job, target, parseRetryAfter(resp.Header.Get("Retry-After"), w.now()), statusErr)
@@ -394,8 +401,8 @@ func (w *deliveryWorker) retryLater(ctx context.Context, job *river.Job[Delivery
 }
 
 // record appends the attempt to the job's metadata ("attempts"), which River
-// persists with the attempt's outcome, and counts it. It returns the attempt log.
-func (w *deliveryWorker) record(ctx context.Context, job *river.Job[DeliveryArgs], attempt outbox.Attempt) json.RawMessage {
+// persists with the attempt's outcome, and counts it.
+func (w *deliveryWorker) record(ctx context.Context, job *river.Job[DeliveryArgs], attempt outbox.Attempt) {
 	outcome, class := "failure", attempt.ErrorClass
 	switch {
 	case attempt.StatusCode >= 200 && attempt.StatusCode < 300:
@@ -414,14 +421,11 @@ func (w *deliveryWorker) record(ctx context.Context, job *river.Job[DeliveryArgs
 	}
 	entry, err := json.Marshal(attempt)
 	if err != nil {
-		return nil
+		return
 	}
-	attempts := append(previous.Attempts, entry)
-	if err := river.MetadataSet(ctx, "attempts", attempts); err != nil {
+	if err := river.MetadataSet(ctx, "attempts", append(previous.Attempts, entry)); err != nil {
 		w.logger.WarnContext(ctx, "record attempt", slog.Int64("job_id", job.ID), slog.String("error", err.Error()))
 	}
-	log, _ := json.Marshal(attempts)
-	return log
 }
 
 func msSince(now func() time.Time, start time.Time) float64 {

@@ -18,7 +18,8 @@ const FanoutTimeout = time.Minute
 
 // fanoutWorker turns a claimed batch into deliveries: in one transaction it matches
 // the batch against subscriptions, inserts one delivery job per (event x matching
-// subscription), and completes its own job. Either all of that commits or none.
+// subscription), makes the next delivery of each ordered line it touched due, and
+// completes its own job. Either all of that commits or none.
 type fanoutWorker struct {
 	river.WorkerDefaults[FanoutArgs]
 
@@ -41,6 +42,12 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 
+	// Ordered lines of the batch's agents are locked first, so this fan-out and
+	// the end of a line's head (or another fan-out) see each other's deliveries.
+	agents, err := w.store.OrderedFanoutLockTx(ctx, tx, job.Args.EventSeqs)
+	if err != nil {
+		return err
+	}
 	deliveries, err := w.store.EventFanoutTx(ctx, tx, job.Args.EventSeqs)
 	if err != nil {
 		return err
@@ -53,13 +60,17 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 				schedule = w.retrySchedule
 			}
 			params[i] = river.InsertManyParams{
-				Args:       deliveryArgs(d.EventID, d.SubscriptionID, d.AgentID, d.EventSeq, d.Ordered),
-				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule)},
+				Args: deliveryArgs(d.EventID, d.SubscriptionID, d.AgentID, d.EventSeq, d.Ordered),
+				// An ordered delivery waits in its line until OrderedPromoteTx makes it due.
+				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule), Pending: d.Ordered},
 			}
 		}
 		if _, err := client.InsertManyFastTx(ctx, tx, params); err != nil {
 			return fmt.Errorf("insert deliveries: %w", err)
 		}
+	}
+	if _, err := w.store.OrderedPromoteTx(ctx, tx, agents, 0); err != nil {
+		return err
 	}
 	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
 		return fmt.Errorf("complete fan-out job: %w", err)

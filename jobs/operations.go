@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -46,10 +48,19 @@ func (o *Operations) DeliveryRetry(ctx context.Context, id int64) (*outbox.Deliv
 	if delivery.State == outbox.DeliveryDelivering {
 		return nil, ErrDeliveryInFlight
 	}
-	if _, err := o.daemon.client.JobRetry(ctx, id); err != nil {
-		if errors.Is(err, river.ErrNotFound) {
-			return nil, outbox.ErrNotFound
+	err = pgx.BeginFunc(ctx, o.daemon.pool, func(tx pgx.Tx) error {
+		// An ordered delivery that ended goes back to its line (it is due now if the
+		// line has nothing else in progress); any other is due now.
+		if requeued, err := store.OrderedRetryTx(ctx, tx, id); err != nil || requeued {
+			return err
 		}
+		_, err := o.daemon.client.JobRetryTx(ctx, tx, id)
+		return err
+	})
+	if errors.Is(err, river.ErrNotFound) {
+		return nil, outbox.ErrNotFound
+	}
+	if err != nil {
 		return nil, fmt.Errorf("retry delivery: %w", err)
 	}
 	return store.DeliveryGet(ctx, id)
@@ -201,6 +212,7 @@ func recoveryFromJob(job *rivertype.JobRow) (*outbox.Recovery, error) {
 // or retried recovery does not start over.
 type recoveryWorker struct {
 	river.WorkerDefaults[RecoveryArgs]
+	pool          *pgxpool.Pool
 	store         *outbox.Store
 	retrySchedule outbox.RetrySchedule
 	logger        *slog.Logger
@@ -217,20 +229,18 @@ func (w *recoveryWorker) Work(ctx context.Context, job *river.Job[RecoveryArgs])
 	_ = json.Unmarshal(job.Metadata, &progress) // a fresh recovery has none
 	args := job.Args
 	for {
-		ids, err := w.store.DeliveryFailedIDs(ctx, args.SubscriptionID, args.Since, args.Until, progress.LastID, recoveryPage)
+		failed, err := w.store.DeliveryFailedIDs(ctx, args.SubscriptionID, args.Since, args.Until, progress.LastID, recoveryPage)
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
+		if len(failed) == 0 {
 			break
 		}
-		for _, id := range ids {
-			if _, err := client.JobRetry(ctx, id); err != nil && !errors.Is(err, river.ErrNotFound) {
-				return fmt.Errorf("retry delivery %d: %w", id, err)
-			}
-			progress.Retried++
-			progress.LastID = id
+		if err := w.retryPage(ctx, client, failed); err != nil {
+			return err
 		}
+		progress.Retried += int64(len(failed))
+		progress.LastID = failed[len(failed)-1].ID
 		if err := w.store.RecoveryProgressSet(ctx, job.ID, &progress); err != nil {
 			return err
 		}
@@ -244,6 +254,7 @@ func (w *recoveryWorker) Work(ctx context.Context, job *river.Job[RecoveryArgs])
 			break
 		}
 		params := make([]river.InsertManyParams, len(missed))
+		var agents []string
 		for i, m := range missed {
 			schedule := m.RetrySchedule
 			if schedule == nil {
@@ -251,11 +262,25 @@ func (w *recoveryWorker) Work(ctx context.Context, job *river.Job[RecoveryArgs])
 			}
 			params[i] = river.InsertManyParams{
 				Args:       deliveryArgs(m.EventID, args.SubscriptionID, m.AgentID, m.EventSeq, m.Ordered),
-				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule)},
+				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule), Pending: m.Ordered},
+			}
+			if m.Ordered && !slices.Contains(agents, m.AgentID) {
+				agents = append(agents, m.AgentID)
 			}
 		}
-		if _, err := client.InsertMany(ctx, params); err != nil {
-			return fmt.Errorf("insert missed deliveries: %w", err)
+		err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+			// Ordered ones join their lines, which then go on in outbox order.
+			if err := w.store.OrderedLockTx(ctx, tx, agents); err != nil {
+				return err
+			}
+			if _, err := client.InsertManyTx(ctx, tx, params); err != nil {
+				return fmt.Errorf("insert missed deliveries: %w", err)
+			}
+			_, err := w.store.OrderedPromoteTx(ctx, tx, agents, 0)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		progress.Created += int64(len(missed))
 		progress.LastSeq = missed[len(missed)-1].EventSeq
@@ -267,4 +292,35 @@ func (w *recoveryWorker) Work(ctx context.Context, job *river.Job[RecoveryArgs])
 		slog.String("subscription_id", args.SubscriptionID), slog.Int64("retried", progress.Retried),
 		slog.Int64("created", progress.Created))
 	return nil
+}
+
+// retryPage makes one page of failed deliveries due again, in one transaction:
+// ordered ones go back to their lines, which then go on in outbox order.
+func (w *recoveryWorker) retryPage(ctx context.Context, client *river.Client[pgx.Tx], failed []outbox.FailedDelivery) error {
+	var orderedIDs []int64
+	for _, f := range failed {
+		if f.Ordered {
+			orderedIDs = append(orderedIDs, f.ID)
+		}
+	}
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if len(orderedIDs) > 0 {
+			agents, err := w.store.OrderedLockJobsTx(ctx, tx, orderedIDs)
+			if err != nil {
+				return err
+			}
+			if err := w.store.OrderedRequeueTx(ctx, tx, orderedIDs, agents); err != nil {
+				return err
+			}
+		}
+		for _, f := range failed {
+			if f.Ordered {
+				continue
+			}
+			if _, err := client.JobRetryTx(ctx, tx, f.ID); err != nil && !errors.Is(err, river.ErrNotFound) {
+				return fmt.Errorf("retry delivery %d: %w", f.ID, err)
+			}
+		}
+		return nil
+	})
 }

@@ -150,22 +150,41 @@ func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string
 			return nil, translateError("update subscription", err)
 		}
 	}
-	return subscriptionFromRow(row)
-}
-
-// SubscriptionEnable enables a subscription and clears why it was disabled. It
-// reports whether it was disabled before.
-func (s *Store) SubscriptionEnable(ctx context.Context, id string) (bool, error) {
-	n, err := s.queries.SubscriptionEnable(ctx, s.on(s.db), id)
+	sub, err := subscriptionFromRow(row)
 	if err != nil {
-		return false, translateError("enable subscription", err)
+		return nil, err
 	}
-	if n == 0 {
-		if _, err := s.SubscriptionGet(ctx, id); err != nil {
-			return false, err
+	if current.Ordering == OrderingAgent || sub.Ordering == OrderingAgent {
+		if err := s.orderedResumeTx(ctx, tx, sub); err != nil {
+			return nil, err
 		}
 	}
-	return n > 0, nil
+	return sub, nil
+}
+
+// SubscriptionEnable enables a subscription and clears why it was disabled; an
+// ordered one's lines resume where they stopped. It reports whether it was
+// disabled before.
+func (s *Store) SubscriptionEnable(ctx context.Context, id string) (bool, error) {
+	enabled := false
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		exec := s.on(tx)
+		n, err := s.queries.SubscriptionEnable(ctx, exec, id)
+		if err != nil {
+			return translateError("enable subscription", err)
+		}
+		row, err := s.queries.SubscriptionGet(ctx, exec, id)
+		if err != nil {
+			return translateError("enable subscription", err)
+		}
+		enabled = n > 0
+		sub, err := subscriptionFromRow(row)
+		if err != nil || !enabled || sub.Ordering != OrderingAgent {
+			return err
+		}
+		return s.orderedResumeTx(ctx, tx, sub)
+	})
+	return enabled, err
 }
 
 // AgentWebhookGet returns the agent's webhook subscription, or ErrNotFound.
@@ -307,11 +326,18 @@ func (s *Store) EventList(ctx context.Context, params *EventListParams) ([]*Even
 	return events, nil
 }
 
-// DeliveryFailedIDs returns up to limit ids of a subscription's deliveries that
-// ended dead or cancelled in [since, until), in id order after afterID: the pages
-// of a recovery.
-func (s *Store) DeliveryFailedIDs(ctx context.Context, subscriptionID string, since, until time.Time, afterID int64, limit int) ([]int64, error) {
-	ids, err := s.queries.DeliveryFailedIDs(ctx, s.on(s.db), &dbsqlc.DeliveryFailedIDsParams{
+// FailedDelivery is a delivery that ended dead or cancelled, for recovery.
+type FailedDelivery struct {
+	ID int64
+	// Ordered is true for a delivery of an ordered line: it is retried through
+	// its line (OrderedRequeueTx), not made due at once.
+	Ordered bool
+}
+
+// DeliveryFailedIDs returns up to limit deliveries of the subscription that ended
+// dead or cancelled in [since, until), in id order after afterID.
+func (s *Store) DeliveryFailedIDs(ctx context.Context, subscriptionID string, since, until time.Time, afterID int64, limit int) ([]FailedDelivery, error) {
+	rows, err := s.queries.DeliveryFailedIDs(ctx, s.on(s.db), &dbsqlc.DeliveryFailedIDsParams{
 		SubscriptionID: subscriptionID,
 		Since:          &since,
 		Until:          &until,
@@ -321,7 +347,11 @@ func (s *Store) DeliveryFailedIDs(ctx context.Context, subscriptionID string, si
 	if err != nil {
 		return nil, translateError("find failed deliveries", err)
 	}
-	return ids, nil
+	failed := make([]FailedDelivery, len(rows))
+	for i, row := range rows {
+		failed[i] = FailedDelivery{ID: row.ID, Ordered: row.Ordered}
+	}
+	return failed, nil
 }
 
 // RecoveryKind is the River job kind of recoveries: re-delivering what a

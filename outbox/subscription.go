@@ -506,16 +506,21 @@ func (s *Store) SubscriptionList(ctx context.Context, params *SubscriptionListPa
 }
 
 // SubscriptionDelete deletes a subscription and its secrets, or returns
-// ErrNotFound. Its pending deliveries end cancelled when they next run.
+// ErrNotFound. Its deliveries end cancelled: those due when they next run, those
+// waiting in an ordered line at once.
 func (s *Store) SubscriptionDelete(ctx context.Context, id string) error {
-	n, err := s.queries.SubscriptionDelete(ctx, s.on(s.db), id)
-	if err != nil {
-		return translateError("delete subscription", err)
-	}
-	if n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		exec := s.on(tx)
+		n, err := s.queries.SubscriptionDelete(ctx, exec, id)
+		if err != nil {
+			return translateError("delete subscription", err)
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		_, err = s.queries.OrderedCancelWaiting(ctx, exec, id)
+		return translateError("cancel waiting deliveries", err)
+	})
 }
 
 // SubscriptionDisable disables an enabled subscription and records why. It reports

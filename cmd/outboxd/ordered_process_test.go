@@ -40,7 +40,7 @@ func TestOrderedDeliverySurvivesAKilledDaemon(t *testing.T) {
 	require.Error(t, first.wait(t), "killed, not exited")
 
 	rcv.WaitAccepted(t, "agent-1", n, 4*time.Minute)
-	requests := rcv.RequireInOrder(t)
+	requests := rcv.RequireInOrder(t, 1) // the delivery cut off by the kill may be sent again
 	t.Logf("%d events in order after a SIGKILL at 200; %d requests (10%% failed at random, plus repeats of cut-off ones)", n, requests)
 
 	deliveries, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{State: outbox.DeliveryDead, Limit: 10})

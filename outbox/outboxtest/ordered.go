@@ -16,7 +16,8 @@ import (
 // OrderedReceiver is a real HTTP receiver for ordered delivery tests. It fails a
 // share of requests at random (with a fixed seed) and checks, per agent, that
 // every request is for the next event not yet accepted or repeats one already
-// accepted (at-least-once), never for one further on.
+// accepted (at-least-once), never for one further on, and that no two requests
+// of one agent are in flight at once.
 type OrderedReceiver struct {
 	Server *httptest.Server
 
@@ -29,6 +30,9 @@ type OrderedReceiver struct {
 	published map[string][]string // agent -> event ids in publish order
 	accepted  map[string][]string // agent -> accepted event ids, in order of acceptance
 	early     []string            // events requested before the one ahead was accepted
+	repeats   []string            // events requested again after they were accepted
+	inFlight  map[string]int      // agent -> requests being answered
+	overlaps  []string            // events requested while another of their agent's was in flight
 	changed   chan struct{}
 }
 
@@ -38,18 +42,30 @@ func NewOrderedReceiver(tb testing.TB, failShare float64) *OrderedReceiver {
 	o := &OrderedReceiver{
 		random: rand.New(rand.NewPCG(1, 2)), failShare: failShare, //nolint:gosec // test randomness
 		position: map[string]int{}, agentOf: map[string]string{},
-		published: map[string][]string{}, accepted: map[string][]string{},
+		published: map[string][]string{}, accepted: map[string][]string{}, inFlight: map[string]int{},
 		changed: make(chan struct{}, 1),
 	}
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(signing.HeaderID)
 		o.mu.Lock()
+		agent := o.agentOf[id]
+		if o.inFlight[agent] > 0 {
+			o.overlaps = append(o.overlaps, id)
+		}
+		o.inFlight[agent]++
+		o.mu.Unlock()
+		time.Sleep(time.Millisecond) // a request that overlaps this one has time to arrive
+		o.mu.Lock()
 		defer o.mu.Unlock()
+		o.inFlight[agent]--
 		o.requests++
-		agent, pos := o.agentOf[id], o.position[id]
+		pos := o.position[id]
 		done := o.accepted[agent]
-		if pos > len(done) {
+		switch {
+		case pos > len(done):
 			o.early = append(o.early, id)
+		case pos < len(done):
+			o.repeats = append(o.repeats, id)
 		}
 		if o.random.Float64() < o.failShare {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -100,13 +116,17 @@ func (o *OrderedReceiver) WaitAccepted(tb testing.TB, agent string, n int, timeo
 }
 
 // RequireInOrder checks that every agent's events were accepted exactly in
-// publish order and none was requested before the one ahead of it was accepted.
-// It returns the number of requests.
-func (o *OrderedReceiver) RequireInOrder(tb testing.TB) int {
+// publish order, none was requested before the one ahead of it was accepted, no
+// two of one agent were in flight at once, and at most maxRepeats requests
+// repeated an event already accepted (a daemon killed after the receiver
+// answered, say). It returns the number of requests.
+func (o *OrderedReceiver) RequireInOrder(tb testing.TB, maxRepeats int) int {
 	tb.Helper()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	require.Empty(tb, o.early, "events sent before the one ahead of them was accepted")
+	require.Empty(tb, o.overlaps, "events sent while another of their agent's was in flight")
+	require.LessOrEqual(tb, len(o.repeats), maxRepeats, "events sent again after they were accepted: %v", o.repeats)
 	for agent, want := range o.published {
 		require.Equal(tb, want, o.accepted[agent], "agent %s", agent)
 	}

@@ -61,6 +61,7 @@ WHERE d.id IN (
             WHEN j.state = 'discarded' THEN 'dead'
             WHEN j.state = 'cancelled' THEN 'cancelled'
             WHEN j.state = 'running' THEN 'delivering'
+            WHEN j.state = 'pending' THEN 'pending'
             WHEN j.attempt > 0 THEN 'retrying'
             ELSE 'pending'
         END) = sqlc.narg(state))
@@ -77,8 +78,9 @@ SELECT * FROM outbox.deliveries WHERE id = @id;
 
 -- name: DeliveryFailedIDs :many
 -- Deliveries of a subscription that ended dead or cancelled (the subscription was
--- disabled) in [since, until), in id order from after_id, for recovery.
-SELECT j.id
+-- disabled) in [since, until), in id order from after_id, for recovery; ordered
+-- ones go back to their lines rather than straight to the queue.
+SELECT j.id, (j.args ? 'seq')::boolean AS ordered
 FROM outbox.river_job AS j
 WHERE j.kind = 'outboxd.delivery'
     AND j.state IN ('discarded', 'cancelled')
@@ -124,83 +126,3 @@ SELECT outbox.delivery_lease_take(@subscription_id::text, @job_id::bigint, make_
 
 -- name: DeliveryLeaseRelease :exec
 DELETE FROM outbox.delivery_leases WHERE job_id = @job_id;
-
--- name: OrderedBlocker :one
--- The first unfinished delivery ahead of this one in its (subscription, agent)
--- line. A dead one blocks too unless the subscription skips dead deliveries.
-SELECT j.id, j.state::text AS state, j.scheduled_at
-FROM outbox.river_job AS j
-WHERE j.kind = 'outboxd.delivery' AND j.args ? 'seq' AND j.state NOT IN ('completed', 'cancelled')
-    AND j.args ->> 'subscription_id' = @subscription_id::text
-    AND coalesce(j.args ->> 'agent_id', '') = @agent_id::text
-    AND (j.args ->> 'seq')::bigint < @seq::bigint
-    AND NOT (@skip_dead::boolean AND j.state = 'discarded')
-ORDER BY (j.args ->> 'seq')::bigint
-LIMIT 1;
-
--- name: OrderedEventsPending :one
--- Whether an earlier event of the agent still waits for fan-out: its delivery may
--- not exist yet, but it comes first. Such an event is either not yet claimed by
--- a relay (the small events_undispatched index) or in a fan-out job that has not
--- finished (found by River's state index); the relay's claim marks the one and
--- creates the other in one transaction, so nothing falls between them.
-SELECT (
-    EXISTS (
-        SELECT 1 FROM outbox.events AS e
-        WHERE e.dispatched_at IS NULL AND e.id < @seq::bigint AND coalesce(e.agent_id, '') = @agent_id::text
-    )
-    OR EXISTS (
-        SELECT 1
-        FROM outbox.river_job AS j
-        CROSS JOIN LATERAL jsonb_array_elements_text(j.args -> 'event_seqs') AS batch(seq)
-        JOIN outbox.events AS e ON e.id = batch.seq::bigint
-        WHERE j.state IN ('available', 'running', 'retryable', 'scheduled', 'pending')
-            AND j.queue = 'fanout' AND j.kind = 'outboxd.fanout'
-            AND e.id < @seq::bigint AND e.fanned_out_at IS NULL AND coalesce(e.agent_id, '') = @agent_id::text
-    )
-)::boolean AS pending;
-
--- name: OrderedLineLock :exec
--- Serialises, across daemons, the transactions that check or advance one ordered
--- line, so a delivery cannot park itself just after the one ahead woke the line.
-SELECT pg_advisory_xact_lock(hashtextextended(@line::text, 0));
-
--- name: OrderedPark :execrows
--- Parks a running ordered delivery until the one ahead wakes it (or until
--- @seconds pass): scheduled, with the attempt it was fetched with given back.
--- River's completion of the snooze that follows then only counts it.
-UPDATE outbox.river_job
-SET state = 'scheduled', scheduled_at = now() + make_interval(secs => @seconds::float8), attempt = greatest(attempt - 1, 0)
-WHERE id = @id AND state = 'running';
-
--- name: OrderedWakeNext :one
--- Makes the next waiting delivery of the line due after @delay_seconds (0: now),
--- and nudges River's fetchers with the notification an insert would send.
-WITH next AS (
-    SELECT j.id
-    FROM outbox.river_job AS j
-    WHERE j.kind = 'outboxd.delivery' AND j.args ? 'seq' AND j.state IN ('available', 'scheduled')
-        AND j.args ->> 'subscription_id' = @subscription_id::text
-        AND coalesce(j.args ->> 'agent_id', '') = @agent_id::text
-        AND (j.args ->> 'seq')::bigint > @seq::bigint
-    ORDER BY (j.args ->> 'seq')::bigint
-    LIMIT 1
-    -- Not SKIP LOCKED: River may be recording the next one's snooze this moment,
-    -- and skipping it would wake the one after instead.
-    FOR UPDATE
-),
-woken AS (
-    UPDATE outbox.river_job AS j
-    SET state = 'available', scheduled_at = now() + make_interval(secs => @delay_seconds::float8)
-    FROM next
-    WHERE j.id = next.id
-    RETURNING j.id, j.queue
-)
-SELECT count(*)::bigint AS woken, count(pg_notify('outbox.river_insert', json_build_object('queue', woken.queue)::text))::bigint AS notified
-FROM woken;
-
--- name: DeliveryAttemptsSet :exec
--- Writes a delivery's attempt log when the worker completes the job itself.
-UPDATE outbox.river_job
-SET metadata = metadata || jsonb_build_object('attempts', @attempts::jsonb)
-WHERE id = @id AND kind = 'outboxd.delivery';

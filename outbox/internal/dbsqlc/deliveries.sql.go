@@ -11,25 +11,8 @@ import (
 	"time"
 )
 
-const deliveryAttemptsSet = `-- name: DeliveryAttemptsSet :exec
-UPDATE outbox.river_job
-SET metadata = metadata || jsonb_build_object('attempts', $1::jsonb)
-WHERE id = $2 AND kind = 'outboxd.delivery'
-`
-
-type DeliveryAttemptsSetParams struct {
-	Attempts json.RawMessage
-	ID       int64
-}
-
-// Writes a delivery's attempt log when the worker completes the job itself.
-func (q *Queries) DeliveryAttemptsSet(ctx context.Context, db DBTX, arg *DeliveryAttemptsSetParams) error {
-	_, err := db.Exec(ctx, deliveryAttemptsSet, arg.Attempts, arg.ID)
-	return err
-}
-
 const deliveryFailedIDs = `-- name: DeliveryFailedIDs :many
-SELECT j.id
+SELECT j.id, (j.args ? 'seq')::boolean AS ordered
 FROM outbox.river_job AS j
 WHERE j.kind = 'outboxd.delivery'
     AND j.state IN ('discarded', 'cancelled')
@@ -49,9 +32,15 @@ type DeliveryFailedIDsParams struct {
 	Max            int32
 }
 
+type DeliveryFailedIDsRow struct {
+	ID      int64
+	Ordered bool
+}
+
 // Deliveries of a subscription that ended dead or cancelled (the subscription was
-// disabled) in [since, until), in id order from after_id, for recovery.
-func (q *Queries) DeliveryFailedIDs(ctx context.Context, db DBTX, arg *DeliveryFailedIDsParams) ([]int64, error) {
+// disabled) in [since, until), in id order from after_id, for recovery; ordered
+// ones go back to their lines rather than straight to the queue.
+func (q *Queries) DeliveryFailedIDs(ctx context.Context, db DBTX, arg *DeliveryFailedIDsParams) ([]*DeliveryFailedIDsRow, error) {
 	rows, err := db.Query(ctx, deliveryFailedIDs,
 		arg.SubscriptionID,
 		arg.Since,
@@ -63,13 +52,13 @@ func (q *Queries) DeliveryFailedIDs(ctx context.Context, db DBTX, arg *DeliveryF
 		return nil, err
 	}
 	defer rows.Close()
-	var items []int64
+	var items []*DeliveryFailedIDsRow
 	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
+		var i DeliveryFailedIDsRow
+		if err := rows.Scan(&i.ID, &i.Ordered); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, &i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -150,6 +139,7 @@ WHERE d.id IN (
             WHEN j.state = 'discarded' THEN 'dead'
             WHEN j.state = 'cancelled' THEN 'cancelled'
             WHEN j.state = 'running' THEN 'delivering'
+            WHEN j.state = 'pending' THEN 'pending'
             WHEN j.attempt > 0 THEN 'retrying'
             ELSE 'pending'
         END) = $6)
@@ -323,164 +313,6 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 		&i.SecretKeyIds,
 		&i.SecretCiphertexts,
 	)
-	return &i, err
-}
-
-const orderedBlocker = `-- name: OrderedBlocker :one
-SELECT j.id, j.state::text AS state, j.scheduled_at
-FROM outbox.river_job AS j
-WHERE j.kind = 'outboxd.delivery' AND j.args ? 'seq' AND j.state NOT IN ('completed', 'cancelled')
-    AND j.args ->> 'subscription_id' = $1::text
-    AND coalesce(j.args ->> 'agent_id', '') = $2::text
-    AND (j.args ->> 'seq')::bigint < $3::bigint
-    AND NOT ($4::boolean AND j.state = 'discarded')
-ORDER BY (j.args ->> 'seq')::bigint
-LIMIT 1
-`
-
-type OrderedBlockerParams struct {
-	SubscriptionID string
-	AgentID        string
-	Seq            int64
-	SkipDead       bool
-}
-
-type OrderedBlockerRow struct {
-	ID          int64
-	State       string
-	ScheduledAt time.Time
-}
-
-// The first unfinished delivery ahead of this one in its (subscription, agent)
-// line. A dead one blocks too unless the subscription skips dead deliveries.
-func (q *Queries) OrderedBlocker(ctx context.Context, db DBTX, arg *OrderedBlockerParams) (*OrderedBlockerRow, error) {
-	row := db.QueryRow(ctx, orderedBlocker,
-		arg.SubscriptionID,
-		arg.AgentID,
-		arg.Seq,
-		arg.SkipDead,
-	)
-	var i OrderedBlockerRow
-	err := row.Scan(&i.ID, &i.State, &i.ScheduledAt)
-	return &i, err
-}
-
-const orderedEventsPending = `-- name: OrderedEventsPending :one
-SELECT (
-    EXISTS (
-        SELECT 1 FROM outbox.events AS e
-        WHERE e.dispatched_at IS NULL AND e.id < $1::bigint AND coalesce(e.agent_id, '') = $2::text
-    )
-    OR EXISTS (
-        SELECT 1
-        FROM outbox.river_job AS j
-        CROSS JOIN LATERAL jsonb_array_elements_text(j.args -> 'event_seqs') AS batch(seq)
-        JOIN outbox.events AS e ON e.id = batch.seq::bigint
-        WHERE j.state IN ('available', 'running', 'retryable', 'scheduled', 'pending')
-            AND j.queue = 'fanout' AND j.kind = 'outboxd.fanout'
-            AND e.id < $1::bigint AND e.fanned_out_at IS NULL AND coalesce(e.agent_id, '') = $2::text
-    )
-)::boolean AS pending
-`
-
-type OrderedEventsPendingParams struct {
-	Seq     int64
-	AgentID string
-}
-
-// Whether an earlier event of the agent still waits for fan-out: its delivery may
-// not exist yet, but it comes first. Such an event is either not yet claimed by
-// a relay (the small events_undispatched index) or in a fan-out job that has not
-// finished (found by River's state index); the relay's claim marks the one and
-// creates the other in one transaction, so nothing falls between them.
-func (q *Queries) OrderedEventsPending(ctx context.Context, db DBTX, arg *OrderedEventsPendingParams) (bool, error) {
-	row := db.QueryRow(ctx, orderedEventsPending, arg.Seq, arg.AgentID)
-	var pending bool
-	err := row.Scan(&pending)
-	return pending, err
-}
-
-const orderedLineLock = `-- name: OrderedLineLock :exec
-SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))
-`
-
-// Serialises, across daemons, the transactions that check or advance one ordered
-// line, so a delivery cannot park itself just after the one ahead woke the line.
-func (q *Queries) OrderedLineLock(ctx context.Context, db DBTX, line string) error {
-	_, err := db.Exec(ctx, orderedLineLock, line)
-	return err
-}
-
-const orderedPark = `-- name: OrderedPark :execrows
-UPDATE outbox.river_job
-SET state = 'scheduled', scheduled_at = now() + make_interval(secs => $1::float8), attempt = greatest(attempt - 1, 0)
-WHERE id = $2 AND state = 'running'
-`
-
-type OrderedParkParams struct {
-	Seconds float64
-	ID      int64
-}
-
-// Parks a running ordered delivery until the one ahead wakes it (or until
-// @seconds pass): scheduled, with the attempt it was fetched with given back.
-// River's completion of the snooze that follows then only counts it.
-func (q *Queries) OrderedPark(ctx context.Context, db DBTX, arg *OrderedParkParams) (int64, error) {
-	result, err := db.Exec(ctx, orderedPark, arg.Seconds, arg.ID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const orderedWakeNext = `-- name: OrderedWakeNext :one
-WITH next AS (
-    SELECT j.id
-    FROM outbox.river_job AS j
-    WHERE j.kind = 'outboxd.delivery' AND j.args ? 'seq' AND j.state IN ('available', 'scheduled')
-        AND j.args ->> 'subscription_id' = $1::text
-        AND coalesce(j.args ->> 'agent_id', '') = $2::text
-        AND (j.args ->> 'seq')::bigint > $3::bigint
-    ORDER BY (j.args ->> 'seq')::bigint
-    LIMIT 1
-    -- Not SKIP LOCKED: River may be recording the next one's snooze this moment,
-    -- and skipping it would wake the one after instead.
-    FOR UPDATE
-),
-woken AS (
-    UPDATE outbox.river_job AS j
-    SET state = 'available', scheduled_at = now() + make_interval(secs => $4::float8)
-    FROM next
-    WHERE j.id = next.id
-    RETURNING j.id, j.queue
-)
-SELECT count(*)::bigint AS woken, count(pg_notify('outbox.river_insert', json_build_object('queue', woken.queue)::text))::bigint AS notified
-FROM woken
-`
-
-type OrderedWakeNextParams struct {
-	SubscriptionID string
-	AgentID        string
-	Seq            int64
-	DelaySeconds   float64
-}
-
-type OrderedWakeNextRow struct {
-	Woken    int64
-	Notified int64
-}
-
-// Makes the next waiting delivery of the line due after @delay_seconds (0: now),
-// and nudges River's fetchers with the notification an insert would send.
-func (q *Queries) OrderedWakeNext(ctx context.Context, db DBTX, arg *OrderedWakeNextParams) (*OrderedWakeNextRow, error) {
-	row := db.QueryRow(ctx, orderedWakeNext,
-		arg.SubscriptionID,
-		arg.AgentID,
-		arg.Seq,
-		arg.DelaySeconds,
-	)
-	var i OrderedWakeNextRow
-	err := row.Scan(&i.Woken, &i.Notified)
 	return &i, err
 }
 

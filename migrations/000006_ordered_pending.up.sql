@@ -1,0 +1,29 @@
+-- Ordered lines keep the deliveries waiting for their turn in River's 'pending'
+-- state: River never fetches them, and the transaction that ends the delivery
+-- ahead makes the next one due. Such a delivery is shown as pending (never
+-- retrying) and has no next attempt time until its turn comes.
+CREATE OR REPLACE VIEW outbox.deliveries AS
+SELECT
+    j.id,
+    (j.args ->> 'event_id')::text AS event_id,
+    (j.args ->> 'subscription_id')::text AS subscription_id,
+    (CASE
+        WHEN j.state = 'completed' THEN 'delivered'
+        WHEN j.state = 'discarded' THEN 'dead'
+        WHEN j.state = 'cancelled' THEN 'cancelled'
+        WHEN j.state = 'running' THEN 'delivering'
+        WHEN j.state = 'pending' THEN 'pending'
+        WHEN j.attempt > 0 THEN 'retrying'
+        ELSE 'pending'
+    END)::text AS state,
+    j.attempt::integer AS attempts,
+    j.max_attempts::integer AS max_attempts,
+    (j.metadata -> 'attempts' -> -1 ->> 'status_code')::integer AS last_status_code,
+    (j.errors[cardinality(j.errors)] ->> 'error')::text AS last_error,
+    j.created_at,
+    (CASE WHEN j.state = 'completed' THEN j.finalized_at END)::timestamptz AS delivered_at,
+    (CASE WHEN j.state IN ('available', 'scheduled', 'retryable') THEN j.scheduled_at END)::timestamptz AS next_attempt_at,
+    j.finalized_at,
+    coalesce(j.metadata -> 'attempts', '[]'::jsonb)::jsonb AS attempt_log
+FROM outbox.river_job AS j
+WHERE j.kind = 'outboxd.delivery';
