@@ -61,9 +61,17 @@ func runControl(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *op
 	return nil
 }
 
-// lowRate is the offered rate of the redis scenario's second part, where the
-// relay is mostly idle between events.
-const lowRate = 20
+// redisRates are the rates the redis scenario offers, polling alone and with
+// Redis: the steady rate (a relay that is never idle), and rates at which it
+// often or mostly is.
+func redisRates(opts *options) []int { return []int{opts.steadyRate, 200, 20} }
+
+// redisResult is one rate of the redis scenario: the same load polling alone and
+// with Redis wake-ups.
+type redisResult struct {
+	rate           int
+	polling, redis []*steadyResult
+}
 
 func runRedis(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *options, res *results) error {
 	options, err := redis.ParseURL(opts.redisURL)
@@ -75,14 +83,33 @@ func runRedis(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *opti
 	if err := client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("no Redis at %s (set -redis-url or REDIS_URL, or drop the redis scenario): %w", options.Addr, err)
 	}
-	runs := []struct {
+	type redisRun struct {
 		name string
 		cfg  steadyConfig
 		into *[]*steadyResult
-	}{
-		{"redis", steadyConfig{rate: opts.steadyRate, duration: opts.steadyDuration, redis: client}, &res.redis},
-		{"low rate, polling", steadyConfig{rate: lowRate, duration: opts.hangDuration}, &res.lowPolling},
-		{"low rate, redis", steadyConfig{rate: lowRate, duration: opts.hangDuration, redis: client}, &res.lowRedis},
+	}
+	// Each pair runs polling alone and with Redis under the same conditions; which
+	// goes first alternates from run to run, so neither always follows the other
+	// (a schema just dropped, a checkpoint) and the comparison is fair.
+	if res.redis == nil {
+		for _, rate := range redisRates(opts) {
+			res.redis = append(res.redis, &redisResult{rate: rate})
+		}
+	}
+	var runs []redisRun
+	for _, r := range res.redis {
+		duration := opts.hangDuration
+		if r.rate == opts.steadyRate {
+			duration = opts.steadyDuration
+		}
+		pair := [2]redisRun{
+			{fmt.Sprintf("%d events/s, polling", r.rate), steadyConfig{rate: r.rate, duration: duration}, &r.polling},
+			{fmt.Sprintf("%d events/s, redis", r.rate), steadyConfig{rate: r.rate, duration: duration, redis: client}, &r.redis},
+		}
+		if len(r.redis)%2 == 1 {
+			pair[0], pair[1] = pair[1], pair[0]
+		}
+		runs = append(runs, pair[0], pair[1])
 	}
 	for _, run := range runs {
 		_, err = withSchema(ctx, pool, func(env *benchEnv) (float64, error) {
@@ -237,25 +264,19 @@ func (h *hangingServer) close() {
 	_ = h.server.Close()
 }
 
-func (r *results) controlMarkdown(opts *options, pollingP50 spread) string {
+func (r *results) controlMarkdown(opts *options) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("## Delivery control")
 	w("")
 	w("| scenario | figure | median (min–max) |")
 	w("|---|---|---|")
-	redisP50 := collect(r.redis, func(s *steadyResult) float64 { return toMillis(s.p50) })
-	redisP99 := collect(r.redis, func(s *steadyResult) float64 { return toMillis(s.p99) })
-	redisDelivered := collect(r.redis, func(s *steadyResult) float64 { return s.deliveredPerSec })
-	w("| steady with Redis wake-ups, %s events/s | deliveries/s | %s |", thousands(float64(opts.steadyRate)), redisDelivered.count())
-	w("| | commit → verified receipt p50, ms | **%s** (polling alone: %s) |", redisP50.millis(), pollingP50.millis())
-	w("| | commit → verified receipt p99, ms | %s |", redisP99.millis())
-	lowPollP50 := collect(r.lowPolling, func(s *steadyResult) float64 { return toMillis(s.p50) })
-	lowPollP99 := collect(r.lowPolling, func(s *steadyResult) float64 { return toMillis(s.p99) })
-	lowRedisP50 := collect(r.lowRedis, func(s *steadyResult) float64 { return toMillis(s.p50) })
-	lowRedisP99 := collect(r.lowRedis, func(s *steadyResult) float64 { return toMillis(s.p99) })
-	w("| %d events/s, polling alone | commit → verified receipt p50 / p99, ms | %s / %s |", lowRate, lowPollP50.millis(), lowPollP99.millis())
-	w("| %d events/s, with Redis wake-ups | commit → verified receipt p50 / p99, ms | **%s** / %s |", lowRate, lowRedisP50.millis(), lowRedisP99.millis())
+	p50 := func(s *steadyResult) float64 { return toMillis(s.p50) }
+	p99 := func(s *steadyResult) float64 { return toMillis(s.p99) }
+	for _, rr := range r.redis {
+		w("| %s events/s, polling alone | commit → verified receipt p50 / p99, ms | %s / %s |", thousands(float64(rr.rate)), collect(rr.polling, p50).millis(), collect(rr.polling, p99).millis())
+		w("| %s events/s, with Redis wake-ups | commit → verified receipt p50 / p99, ms | **%s** / %s |", thousands(float64(rr.rate)), collect(rr.redis, p50).millis(), collect(rr.redis, p99).millis())
+	}
 	fanoutMS := collect(r.fanout, func(f *fanoutResult) float64 { return toMillis(f.elapsed) })
 	fanoutRate := collect(r.fanout, func(f *fanoutResult) float64 { return f.perSec })
 	w("| one event → %s subscriptions | commit → last verified receipt, ms | **%s** |", thousands(float64(opts.fanoutSubs)), fanoutMS.millis())
@@ -273,11 +294,12 @@ func (r *results) controlMarkdown(opts *options, pollingP50 spread) string {
 	w("| | healthy endpoint's p50 / p99, ms, the other healthy | %s / %s |", baseP50.millis(), baseP99.millis())
 	w("| | healthy endpoint's p50 / p99, ms, the other hanging | %s / %s |", hangP50.millis(), hangP99.millis())
 	w("")
-	w("- **Redis**: the steady scenario again, with the daemon subscribed to Redis and each")
-	w("  producer `PUBLISH`ing to `<schema>.wake` after its commit (a failed `PUBLISH` is ignored:")
-	w("  polling still finds the event); then %d events/s for %s, polling alone and with Redis.", lowRate, opts.hangDuration)
-	w("  A wake-up cuts short only an idle relay's wait (%s); a busy relay claims again every %s", jobs.RelayPollIntervalDefault, jobs.RelayActivePollIntervalDefault)
-	w("  anyway, so at 1,000 events/s Redis can save at most those few milliseconds.")
+	w("- **Redis**: the steady scenario at %s events/s, polling alone and with the daemon", rateList(redisRates(opts)))
+	w("  subscribed to Redis and each producer `PUBLISH`ing to `<schema>.wake` after its commit")
+	w("  (a failed `PUBLISH` is ignored: polling still finds the event), each in a fresh schema,")
+	w("  the order of the two alternating from run to run. Polling alone, an idle relay looks")
+	w("  every %s and a busy one %s after its last claim; woken, an idle relay claims at once", jobs.RelayPollIntervalDefault, jobs.RelayActivePollIntervalDefault)
+	w("  and a busy one %s after its last claim began.", jobs.RelayWokenPollIntervalDefault)
 	w("- **Fan-out**: %s subscriptions match every event; after a warm-up event, one event is", thousands(float64(opts.fanoutSubs)))
 	w("  committed and the clock runs to the receiver verifying its %s-th copy (each", thousands(float64(opts.fanoutSubs)))
 	w("  subscription has its own URL path; the receiver verifies every signature).")
@@ -294,11 +316,25 @@ func (r *results) controlMarkdown(opts *options, pollingP50 spread) string {
 		}
 		w("- Beside a hanging endpoint the healthy one kept %.0f%% of its rate (slowest run %.0f%%): the", 100*ratio.median, 100*ratio.min)
 		w("  issue's floor of 90%% is %s.", verdict)
-		w("- Redis wake-ups change the median commit-to-receipt latency at %s events/s from %.1f ms to", thousands(float64(opts.steadyRate)), pollingP50.median)
-		w("  %.1f ms (%.2f×), and at %d events/s from %.1f ms to %.1f ms (%.2f×).", redisP50.median, redisP50.median/pollingP50.median,
-			lowRate, lowPollP50.median, lowRedisP50.median, lowRedisP50.median/lowPollP50.median)
+		for _, rr := range r.redis {
+			polling, redis := collect(rr.polling, p50).median, collect(rr.redis, p50).median
+			w("- At %s events/s Redis wake-ups change the median commit-to-receipt latency from %.1f ms to %.1f ms (%.2f×).",
+				thousands(float64(rr.rate)), polling, redis, redis/polling)
+		}
 		w("")
 	}
 	b.WriteString(historyMarkdown(r.history))
 	return b.String()
+}
+
+// rateList is "1,000, 200 and 20".
+func rateList(rates []int) string {
+	names := make([]string, len(rates))
+	for i, rate := range rates {
+		names[i] = thousands(float64(rate))
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }

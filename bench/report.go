@@ -23,12 +23,10 @@ type results struct {
 	producer []*producerResult
 	ceiling  []float64
 
-	redis      []*steadyResult
-	lowPolling []*steadyResult
-	lowRedis   []*steadyResult
-	fanout     []*fanoutResult
-	hanging    []*hangingResult
-	history    []historyResult
+	redis   []*redisResult
+	fanout  []*fanoutResult
+	hanging []*hangingResult
+	history []historyResult
 }
 
 // spread is a median with its min and max.
@@ -225,7 +223,7 @@ func (r *results) markdown(opts *options, m machine) string {
 	w("- Publishing in the producer's transaction costs it %.0f%% of its throughput (%s → %s TPS).", 100*(1-tpsRatio.median), thousands(plainTPS.median), thousands(outboxTPS.median))
 	w("- At %s events/s a committed event reaches its receiver in %.1f ms (median), %.1f ms at p99.", thousands(float64(opts.steadyRate)), p50.median, p99.median)
 	w("")
-	b.WriteString(r.controlMarkdown(opts, p50))
+	b.WriteString(r.controlMarkdown(opts))
 	w("Reproduce with `make bench` (it finds Postgres at `DATABASE_URL`, 127.0.0.1:5432, or")
 	w("starts a throwaway cluster). Figures depend on what else the machine is doing; run it")
 	w("on a quiet machine.")

@@ -195,7 +195,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	d.client = client
-	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Metrics)
+	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Delivery.RetrySchedule, c.Metrics)
 	if c.Redis != nil {
 		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, c.Logger)
 	}

@@ -16,10 +16,48 @@ import (
 // FanoutTimeout bounds one fan-out job.
 const FanoutTimeout = time.Minute
 
-// fanoutWorker turns a claimed batch into deliveries: in one transaction it matches
-// the batch against subscriptions, inserts one delivery job per (event x matching
-// subscription), makes the next delivery of each ordered line it touched due, and
-// completes its own job. Either all of that commits or none.
+// fanout turns claimed events into deliveries in tx: it matches them against
+// subscriptions, inserts one delivery job per (event x matching subscription),
+// and makes the next delivery of each ordered line it touched due. Events already
+// fanned out are skipped, so a batch fanned out twice creates one set of
+// deliveries. It returns how many deliveries it created.
+func fanout(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], store *outbox.Store, retrySchedule outbox.RetrySchedule, eventSeqs []int64) (int, error) {
+	// Ordered lines of the batch's agents are locked first, so this fan-out and
+	// the end of a line's head (or another fan-out) see each other's deliveries.
+	agents, err := store.OrderedFanoutLockTx(ctx, tx, eventSeqs)
+	if err != nil {
+		return 0, err
+	}
+	deliveries, err := store.EventFanoutTx(ctx, tx, eventSeqs)
+	if err != nil {
+		return 0, err
+	}
+	if len(deliveries) > 0 {
+		params := make([]river.InsertManyParams, len(deliveries))
+		for i, d := range deliveries {
+			schedule := d.RetrySchedule
+			if schedule == nil {
+				schedule = retrySchedule
+			}
+			params[i] = river.InsertManyParams{
+				Args: deliveryArgs(d.EventID, d.SubscriptionID, d.AgentID, d.EventSeq, d.Ordered),
+				// An ordered delivery waits in its line until OrderedPromoteTx makes it due.
+				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule), Pending: d.Ordered},
+			}
+		}
+		if _, err := client.InsertManyFastTx(ctx, tx, params); err != nil {
+			return 0, fmt.Errorf("insert deliveries: %w", err)
+		}
+	}
+	if _, err := store.OrderedPromoteTx(ctx, tx, agents, 0); err != nil {
+		return 0, err
+	}
+	return len(deliveries), nil
+}
+
+// fanoutWorker fans out a batch the relay claimed and handed on (a backlog, too
+// large to fan out in the claim): fanout and its own completion in one
+// transaction, so either all of it commits or none.
 type fanoutWorker struct {
 	river.WorkerDefaults[FanoutArgs]
 
@@ -42,34 +80,8 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 
-	// Ordered lines of the batch's agents are locked first, so this fan-out and
-	// the end of a line's head (or another fan-out) see each other's deliveries.
-	agents, err := w.store.OrderedFanoutLockTx(ctx, tx, job.Args.EventSeqs)
+	created, err := fanout(ctx, tx, client, w.store, w.retrySchedule, job.Args.EventSeqs)
 	if err != nil {
-		return err
-	}
-	deliveries, err := w.store.EventFanoutTx(ctx, tx, job.Args.EventSeqs)
-	if err != nil {
-		return err
-	}
-	if len(deliveries) > 0 {
-		params := make([]river.InsertManyParams, len(deliveries))
-		for i, d := range deliveries {
-			schedule := d.RetrySchedule
-			if schedule == nil {
-				schedule = w.retrySchedule
-			}
-			params[i] = river.InsertManyParams{
-				Args: deliveryArgs(d.EventID, d.SubscriptionID, d.AgentID, d.EventSeq, d.Ordered),
-				// An ordered delivery waits in its line until OrderedPromoteTx makes it due.
-				InsertOpts: &river.InsertOpts{MaxAttempts: maxAttempts(schedule), Pending: d.Ordered},
-			}
-		}
-		if _, err := client.InsertManyFastTx(ctx, tx, params); err != nil {
-			return fmt.Errorf("insert deliveries: %w", err)
-		}
-	}
-	if _, err := w.store.OrderedPromoteTx(ctx, tx, agents, 0); err != nil {
 		return err
 	}
 	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
@@ -79,6 +91,6 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 		return fmt.Errorf("commit fan-out: %w", err)
 	}
 	w.metrics.EventsFannedOut.Add(float64(len(job.Args.EventSeqs)))
-	w.metrics.DeliveriesCreated.Add(float64(len(deliveries)))
+	w.metrics.DeliveriesCreated.Add(float64(created))
 	return nil
 }

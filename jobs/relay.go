@@ -21,6 +21,8 @@ const (
 	RelayBatchSizeDefault          = 500
 	RelayPollIntervalDefault       = 100 * time.Millisecond
 	RelayActivePollIntervalDefault = 10 * time.Millisecond
+	RelayWokenPollIntervalDefault  = 5 * time.Millisecond
+	RelayFanoutInlineMaxDefault    = 100
 )
 
 // RelayConfig tunes the relay. Zero values take the defaults.
@@ -37,14 +39,28 @@ type RelayConfig struct {
 	// fill a batch: events are flowing, so look again soon. After a full batch the
 	// relay claims again at once. Defaults to 10 ms.
 	ActivePollInterval time.Duration
+
+	// WokenPollInterval is how soon after its last claim began a busy relay claims
+	// again when woken (a producer's outbox.wake() or Redis PUBLISH says events
+	// were committed): sooner than ActivePollInterval, yet seldom enough that
+	// claims stay batches. An idle relay claims at once when woken. Defaults to
+	// 5 ms; at least ActivePollInterval turns it off.
+	WokenPollInterval time.Duration
+
+	// FanoutInlineMax is the largest claim the relay fans out itself, in the claim's
+	// transaction, which spares the events a trip through a fan-out job. Larger
+	// claims (a backlog) go to fan-out jobs, which every daemon's fan-out workers
+	// run side by side. Defaults to 100; -1 always hands claims on.
+	FanoutInlineMax int
 }
 
 // Relay moves committed events from outbox.events into River: it claims a batch
 // with FOR UPDATE SKIP LOCKED and, in the same transaction, marks it dispatched and
-// inserts one fan-out job for it. Several relays (one per daemon) share the work.
+// either fans it out itself (a batch of at most FanoutInlineMax events) or inserts
+// a fan-out job for it. Several relays (one per daemon) share the work.
 //
-// It wakes on its poll interval, on a notification (outbox.wake()), on Wake, and
-// again at once after a full batch.
+// It wakes on its poll interval, on a notification (outbox.wake()), on Wake (a
+// Redis message), and again at once after a full batch.
 type Relay struct {
 	config  RelayConfig
 	logger  *slog.Logger
@@ -52,6 +68,8 @@ type Relay struct {
 	store   *outbox.Store
 	client  *river.Client[pgx.Tx]
 	metrics *Metrics
+	// retrySchedule is the daemon's, for deliveries the relay fans out itself.
+	retrySchedule outbox.RetrySchedule
 
 	wake    chan struct{}
 	mu      sync.Mutex
@@ -68,10 +86,12 @@ type relayTestSignals struct {
 	listening testSignal[struct{}]
 }
 
-func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store *outbox.Store, client *river.Client[pgx.Tx], metrics *Metrics) *Relay {
+func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store *outbox.Store, client *river.Client[pgx.Tx], retrySchedule outbox.RetrySchedule, metrics *Metrics) *Relay {
 	config.BatchSize = cmp.Or(config.BatchSize, RelayBatchSizeDefault)
 	config.PollInterval = cmp.Or(config.PollInterval, RelayPollIntervalDefault)
 	config.ActivePollInterval = cmp.Or(config.ActivePollInterval, RelayActivePollIntervalDefault)
+	config.WokenPollInterval = cmp.Or(config.WokenPollInterval, RelayWokenPollIntervalDefault)
+	config.FanoutInlineMax = cmp.Or(config.FanoutInlineMax, RelayFanoutInlineMaxDefault)
 	return &Relay{
 		config:  config,
 		logger:  logger.With(slog.String("component", "relay")),
@@ -80,6 +100,8 @@ func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store
 		client:  client,
 		metrics: metrics,
 		wake:    make(chan struct{}, 1),
+
+		retrySchedule: retrySchedule,
 	}
 }
 
@@ -140,6 +162,7 @@ func (r *Relay) loop(ctx context.Context) {
 
 	failures := 0
 	for {
+		claimStart := time.Now()
 		claimed, err := r.claim(ctx)
 		var wait time.Duration
 		busy := false
@@ -166,17 +189,8 @@ func (r *Relay) loop(ctx context.Context) {
 
 		timer.Reset(wait)
 		if busy {
-			// Busy: the next claim comes within the active interval anyway, and one
-			// claim per wake-up (a producer may send one per commit) would only
-			// split the batches. Wake-ups cut short the idle wait alone.
-			select {
-			case <-ctx.Done():
+			if r.busyWait(ctx, timer, claimStart) != nil {
 				return
-			case <-timer.C:
-			}
-			select { // forget the wake-ups the claim just served
-			case <-r.wake:
-			default:
 			}
 			continue
 		}
@@ -192,6 +206,54 @@ func (r *Relay) loop(ctx context.Context) {
 	}
 }
 
+// busyWait waits, after a claim that found events, for the next claim: until
+// ActivePollInterval has passed (timer), or until woken once WokenPollInterval
+// has passed since the claim began. A producer may send a wake-up per commit;
+// those that come sooner only bring the claim forward to that point, so claims
+// stay batches.
+func (r *Relay) busyWait(ctx context.Context, timer *time.Timer, claimStart time.Time) error {
+	if r.config.WokenPollInterval >= r.config.ActivePollInterval {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		select { // forget the wake-ups the claim served
+		case <-r.wake:
+		default:
+		}
+		return nil
+	}
+	earliest := time.NewTimer(time.Until(claimStart.Add(r.config.WokenPollInterval)))
+	defer earliest.Stop()
+	woken := false
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return nil
+		case <-r.wake:
+			woken = true
+		case <-earliest.C:
+			waiting = false
+		}
+	}
+	if !woken {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return nil
+		case <-r.wake:
+		}
+	}
+	if !timer.Stop() {
+		<-timer.C
+	}
+	return nil
+}
+
 // claim runs one claim transaction and returns how many events it dispatched.
 func (r *Relay) claim(ctx context.Context) (int, error) {
 	tx, err := r.pool.Begin(ctx)
@@ -204,7 +266,15 @@ func (r *Relay) claim(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if len(seqs) > 0 {
+	inline := len(seqs) <= r.config.FanoutInlineMax
+	created := 0
+	switch {
+	case len(seqs) == 0:
+	case inline:
+		if created, err = fanout(ctx, tx, r.client, r.store, r.retrySchedule, seqs); err != nil {
+			return 0, err
+		}
+	default:
 		if _, err := r.client.InsertTx(ctx, tx, FanoutArgs{EventSeqs: seqs}, nil); err != nil {
 			return 0, fmt.Errorf("insert fan-out job: %w", err)
 		}
@@ -215,6 +285,10 @@ func (r *Relay) claim(ctx context.Context) (int, error) {
 	if len(seqs) > 0 {
 		r.metrics.RelayBatches.Inc()
 		r.metrics.EventsDispatched.Add(float64(len(seqs)))
+		if inline {
+			r.metrics.EventsFannedOut.Add(float64(len(seqs)))
+			r.metrics.DeliveriesCreated.Add(float64(created))
+		}
 	}
 	r.testSignals.claimed.signal(len(seqs))
 	return len(seqs), nil

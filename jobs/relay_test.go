@@ -1,0 +1,45 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxd/outboxd/outbox/outboxtest"
+)
+
+// A busy relay (its last claim found events) looks again after its active poll
+// interval, or sooner when a producer says it committed: then at its woken poll
+// interval. Both waits are long here but for the woken one, so only a wake-up
+// can bring the claims in time.
+func TestWokenRelayClaimsSooner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := outboxtest.Store(t)
+	daemon, err := NewDaemon(outboxtest.NewPool(t, 4), &Config{
+		Store: store,
+		Guard: outboxtest.LoopbackGuard(),
+		Relay: RelayConfig{PollInterval: time.Hour, ActivePollInterval: time.Hour, WokenPollInterval: 10 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	claimed := &daemon.relay.testSignals.claimed
+	claimed.init(t)
+	require.NoError(t, daemon.Start(ctx))
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		require.NoError(t, daemon.Stop(stopCtx))
+	})
+
+	require.Zero(t, claimed.waitOrTimeout(t), "the first pass finds nothing, then waits an hour")
+	outboxtest.Event(ctx, t, store, nil)
+	daemon.relay.Wake()
+	require.Equal(t, 1, claimed.waitOrTimeout(t), "woken while idle: at once")
+	for range 3 {
+		outboxtest.Event(ctx, t, store, nil)
+		daemon.relay.Wake()
+		require.Equal(t, 1, claimed.waitOrTimeout(t), "woken while busy: after the woken poll interval")
+	}
+}
