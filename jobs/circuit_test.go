@@ -108,6 +108,10 @@ func TestFailingSubscriptionIsDisabledThenRecovered(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, got.Enabled)
 	require.Equal(t, disabled.Data["reason"], got.DisabledReason)
+	// Not at the circuit's threshold, but once it had failed for the whole period.
+	require.NotNil(t, got.FailingSince)
+	require.NotNil(t, got.DisabledAt)
+	require.GreaterOrEqual(t, got.DisabledAt.Sub(*got.FailingSince), 1500*time.Millisecond, "disabled after DisableAfter of failures")
 
 	// Backed off, not burned: 1.5 s of 20 ms retries would be ~75 attempts per
 	// delivery; the open circuit let through only the first failures and a probe

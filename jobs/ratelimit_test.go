@@ -63,4 +63,9 @@ func TestRateLimitHoldsAcrossDaemons(t *testing.T) {
 	for _, d := range deliveries {
 		require.Len(t, d.Attempts, 1, "waiting for the limit is not an attempt")
 	}
+	// Both daemons delivered: the limit held across them, not within one.
+	var daemons int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(DISTINCT attempted_by[cardinality(attempted_by)])
+		FROM `+b.store.Schema()+`.river_job WHERE kind = 'outboxd.delivery' AND state = 'completed'`).Scan(&daemons))
+	require.Equal(t, 2, daemons)
 }
