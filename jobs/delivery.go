@@ -185,9 +185,17 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 	if at, ok := w.nextRetry.LoadAndDelete(job.ID); ok {
 		return at.(time.Time) //nolint:forcetypeassert // only times are stored
 	}
-	// Work failed before it knew the subscription (a database error): default schedule.
-	return w.now().Add(retryDelay(w.config.RetrySchedule, job.Attempt, w.random(), 0, 0))
+	// No outcome of the receiver's: River rescued the delivery from a daemon that
+	// died mid-attempt (it calls this without Work), or Work failed on the
+	// database. Nobody refused it, so it goes again soon rather than after the
+	// schedule's next wait (5 min for a second attempt by default), which would
+	// also hold an ordered line that long.
+	return w.now().Add(time.Duration(float64(unrecordedRetryDelay) * (0.8 + 0.4*w.random())))
 }
+
+// unrecordedRetryDelay is the wait before retrying a delivery whose attempt
+// ended with no answer recorded (see NextRetry).
+const unrecordedRetryDelay = time.Second
 
 // webhookBody is the JSON sent to receivers.
 type webhookBody struct {

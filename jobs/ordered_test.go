@@ -205,14 +205,7 @@ func TestOrderedLinePausesWhileDisabledAndResumesInOrder(t *testing.T) {
 func TestOrderedLinesReleasedOrCancelled(t *testing.T) {
 	t.Parallel()
 	b := setupDaemon(t, nil)
-	stuck := make(chan struct{})
-	rcv := newTestReceiver(t, func(_ int64, _ *http.Request, body []byte) reply {
-		if strings.Contains(string(body), `"stuck":true`) {
-			<-stuck
-		}
-		return reply{}
-	})
-	t.Cleanup(func() { close(stuck) }) // before the receiver closes: cleanups run last first
+	rcv := newStuckReceiver(t)
 	states := func(subscription string) map[outbox.DeliveryState]int {
 		list, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{SubscriptionID: subscription})
 		require.NoError(t, err)
@@ -254,14 +247,7 @@ func TestOrderedLinesReleasedOrCancelled(t *testing.T) {
 func TestOrderedSweepResumesAStalledLine(t *testing.T) {
 	t.Parallel()
 	b := setupDaemon(t, nil)
-	stuck := make(chan struct{})
-	rcv := newTestReceiver(t, func(_ int64, _ *http.Request, body []byte) reply {
-		if strings.Contains(string(body), `"stuck":true`) {
-			<-stuck
-		}
-		return reply{}
-	})
-	t.Cleanup(func() { close(stuck) })
+	rcv := newStuckReceiver(t)
 	sub := outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: rcv.server.URL, Ordering: outbox.OrderingAgent})
 	head := outboxtest.Event(b.ctx, t, b.store, &outboxtest.EventOpts{AgentID: "agent-1", Payload: map[string]bool{"stuck": true}})
 	next := outboxtest.Event(b.ctx, t, b.store, &outboxtest.EventOpts{AgentID: "agent-1"})
@@ -289,4 +275,19 @@ func TestOrderedSweepResumesAStalledLine(t *testing.T) {
 		require.NoError(t, err)
 		return len(list) == 1
 	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// newStuckReceiver answers at once, but for requests whose event data has
+// "stuck": true, which it holds until the test ends.
+func newStuckReceiver(t *testing.T) *testReceiver {
+	t.Helper()
+	stuck := make(chan struct{})
+	rcv := newTestReceiver(t, func(_ int64, _ *http.Request, body []byte) reply {
+		if strings.Contains(string(body), `"stuck":true`) {
+			<-stuck
+		}
+		return reply{}
+	})
+	t.Cleanup(func() { close(stuck) }) // before the receiver closes: cleanups run last first
+	return rcv
 }

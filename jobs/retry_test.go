@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxd/outboxd/outbox"
@@ -85,4 +87,19 @@ func TestParseRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, parseRetryAfter(tt.value, now), "%q", tt.value)
 	}
+}
+
+// A delivery rescued from a daemon that died mid-attempt has no answer of the
+// receiver's: it goes again in about a second, not after the schedule's next
+// wait.
+func TestRescuedDeliveryRetriesSoon(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000, 0)
+	w := &deliveryWorker{now: func() time.Time { return now }, random: func() float64 { return 1 }}
+	job := &river.Job[DeliveryArgs]{JobRow: &rivertype.JobRow{ID: 7, Attempt: 2}}
+	require.Equal(t, now.Add(1200*time.Millisecond), w.NextRetry(job))
+
+	// Work's own decision, when it made one, wins.
+	w.nextRetry.Store(int64(7), now.Add(time.Hour))
+	require.Equal(t, now.Add(time.Hour), w.NextRetry(job))
 }

@@ -14,7 +14,8 @@ import (
 
 // The acceptance: an ordered subscription whose receiver fails at random
 // gets 1,000 events of one agent in exact publish order, from two daemon
-// processes, one of them killed mid-stream.
+// processes, one of them killed mid-stream while it delivers the line's head (the
+// other rescues that delivery and the line goes on).
 func TestOrderedDeliverySurvivesAKilledDaemon(t *testing.T) {
 	t.Parallel()
 	b := newProcessBundle(t)
@@ -36,12 +37,24 @@ func TestOrderedDeliverySurvivesAKilledDaemon(t *testing.T) {
 		rcv.Expect("agent-1", event.ID)
 	}
 	rcv.WaitAccepted(t, "agent-1", 200, 3*time.Minute)
+	// Kill the first daemon while its request for the line's head is in flight:
+	// with the second paused, the next request can only come from the first.
+	require.NoError(t, second.cmd.Process.Signal(syscall.SIGSTOP))
+	time.Sleep(100 * time.Millisecond) // a request the second sent before it stopped arrives first
+	held, release := rcv.HoldNext()
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatal("the first daemon sent nothing while the second was paused")
+	}
 	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
 	require.Error(t, first.wait(t), "killed, not exited")
+	release()
+	require.NoError(t, second.cmd.Process.Signal(syscall.SIGCONT))
 
 	rcv.WaitAccepted(t, "agent-1", n, 4*time.Minute)
 	requests := rcv.RequireInOrder(t, 1) // the delivery cut off by the kill may be sent again
-	t.Logf("%d events in order after a SIGKILL at 200; %d requests (10%% failed at random, plus repeats of cut-off ones)", n, requests)
+	t.Logf("%d events in order after a SIGKILL mid-delivery at 200; %d requests (10%% failed at random, plus repeats of cut-off ones)", n, requests)
 
 	deliveries, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{State: outbox.DeliveryDead, Limit: 10})
 	require.NoError(t, err)

@@ -33,6 +33,7 @@ type OrderedReceiver struct {
 	repeats   []string            // events requested again after they were accepted
 	inFlight  map[string]int      // agent -> requests being answered
 	overlaps  []string            // events requested while another of their agent's was in flight
+	hold      chan heldRequest    // armed by HoldNext: the next request is held until released
 	changed   chan struct{}
 }
 
@@ -43,7 +44,7 @@ func NewOrderedReceiver(tb testing.TB, failShare float64) *OrderedReceiver {
 		random: rand.New(rand.NewPCG(1, 2)), failShare: failShare, //nolint:gosec // test randomness
 		position: map[string]int{}, agentOf: map[string]string{},
 		published: map[string][]string{}, accepted: map[string][]string{}, inFlight: map[string]int{},
-		changed: make(chan struct{}, 1),
+		changed: make(chan struct{}, 1), hold: make(chan heldRequest, 1),
 	}
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(signing.HeaderID)
@@ -54,7 +55,13 @@ func NewOrderedReceiver(tb testing.TB, failShare float64) *OrderedReceiver {
 		}
 		o.inFlight[agent]++
 		o.mu.Unlock()
-		time.Sleep(time.Millisecond) // a request that overlaps this one has time to arrive
+		select {
+		case held := <-o.hold:
+			held.id <- id
+			<-held.release
+		default:
+			time.Sleep(time.Millisecond) // a request that overlaps this one has time to arrive
+		}
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		o.inFlight[agent]--
@@ -82,6 +89,19 @@ func NewOrderedReceiver(tb testing.TB, failShare float64) *OrderedReceiver {
 	}))
 	tb.Cleanup(o.Server.Close)
 	return o
+}
+
+type heldRequest struct {
+	id      chan string
+	release chan struct{}
+}
+
+// HoldNext holds the next request until release is called; held receives its
+// event id when it arrives.
+func (o *OrderedReceiver) HoldNext() (held <-chan string, release func()) {
+	h := heldRequest{id: make(chan string, 1), release: make(chan struct{})}
+	o.hold <- h
+	return h.id, func() { close(h.release) }
 }
 
 // Expect records that eventID is the next event published for agent. Call it in
