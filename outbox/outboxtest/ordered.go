@@ -30,7 +30,7 @@ type OrderedReceiver struct {
 	published map[string][]string // agent -> event ids in publish order
 	accepted  map[string][]string // agent -> accepted event ids, in order of acceptance
 	early     []string            // events requested before the one ahead was accepted
-	repeats   []string            // events requested again after they were accepted
+	repeats   []string            // events accepted again after they were accepted
 	inFlight  map[string]int      // agent -> requests being answered
 	overlaps  []string            // events requested while another of their agent's was in flight
 	hold      chan heldRequest    // armed by HoldNext: the next request is held until released
@@ -68,15 +68,15 @@ func NewOrderedReceiver(tb testing.TB, failShare float64) *OrderedReceiver {
 		o.requests++
 		pos := o.position[id]
 		done := o.accepted[agent]
-		switch {
-		case pos > len(done):
+		if pos > len(done) {
 			o.early = append(o.early, id)
-		case pos < len(done):
-			o.repeats = append(o.repeats, id)
 		}
 		if o.random.Float64() < o.failShare {
-			w.WriteHeader(http.StatusServiceUnavailable)
+			w.WriteHeader(http.StatusServiceUnavailable) // refused: the daemon tries again, rightly
 			return
+		}
+		if pos < len(done) {
+			o.repeats = append(o.repeats, id) // acknowledged a second time
 		}
 		if pos == len(done) {
 			o.accepted[agent] = append(done, id)
@@ -137,9 +137,10 @@ func (o *OrderedReceiver) WaitAccepted(tb testing.TB, agent string, n int, timeo
 
 // RequireInOrder checks that every agent's events were accepted exactly in
 // publish order, none was requested before the one ahead of it was accepted, no
-// two of one agent were in flight at once, and at most maxRepeats requests
-// repeated an event already accepted (a daemon killed after the receiver
-// answered, say). It returns the number of requests.
+// two of one agent were in flight at once, and at most maxRepeats requests for an
+// event already accepted were accepted again (a daemon killed after the receiver
+// answered, say; a repeat the receiver refuses is retried, rightly). It returns
+// the number of requests.
 func (o *OrderedReceiver) RequireInOrder(tb testing.TB, maxRepeats int) int {
 	tb.Helper()
 	o.mu.Lock()
