@@ -1,7 +1,8 @@
 // Package jobs owns everything that runs on River: the relay that moves committed
 // events into River, the fan-out (in the relay's claim, or a worker for a
-// backlog) that turns them into one delivery job per matching subscription, the delivery worker that signs and POSTs them and records
-// every attempt, the retry policy, metrics, and the Daemon that runs it all.
+// backlog) that turns them into one delivery job per matching subscription, the
+// delivery worker that signs and POSTs them and records every attempt, the retry
+// policy, metrics, and the Daemon that runs it all.
 //
 // # Data flow
 //
