@@ -444,6 +444,35 @@ func TestDown(t *testing.T) {
 		require.True(t, res.UpToDate())
 	})
 
+	// Migration 7 turns the events' identity column into a sequence the trigger
+	// draws from, and its down turns it back: positions continue both ways.
+	t.Run("EventPositionsContinueAcrossVersion7", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		store, err := outbox.NewStore(b.pool, &outbox.StoreConfig{Schema: b.schema})
+		require.NoError(t, err)
+		var seqs []int64
+		publish := func() {
+			t.Helper()
+			var seq int64
+			require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT id FROM "+b.schema+".publish_event('agent.step.completed')").Scan(&seq))
+			seqs = append(seqs, seq)
+		}
+		publish()
+		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest - 6})
+		require.NoError(t, err)
+		publish()
+		publish()
+		_, err = b.migrator.Up(b.ctx)
+		require.NoError(t, err)
+		publish()
+		_, err = store.Publish(b.ctx, &outbox.PublishParams{Type: "agent.step.completed"})
+		require.NoError(t, err)
+		require.True(t, slices.IsSorted(seqs), "%v", seqs)
+		require.Len(t, slices.Compact(slices.Clone(seqs)), len(seqs), "no position is given twice: %v", seqs)
+	})
+
 	t.Run("DataGoesWithIt", func(t *testing.T) {
 		t.Parallel()
 
