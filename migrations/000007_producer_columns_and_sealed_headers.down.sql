@@ -1,5 +1,28 @@
--- Undoes 000007: events go back to an identity id and a default event_id, both
--- continuing where they were, and to events_validate as migration 5 left it.
+-- Undoes 000007. Custom header values must be back in the plaintext headers
+-- column first; SQL cannot decrypt sealed ones, so `outboxd migrate down` with
+-- OUTBOXD_ENCRYPTION_KEY set unseals them before this runs, and this refuses to
+-- run while any remain sealed rather than lose them.
+DO $$
+DECLARE
+    sealed bigint;
+BEGIN
+    SELECT count(*) INTO sealed FROM outbox.subscriptions WHERE headers_ciphertext IS NOT NULL;
+    IF sealed > 0 THEN
+        RAISE EXCEPTION '% subscriptions have encrypted header values, which SQL cannot decrypt', sealed
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run outboxd migrate down with OUTBOXD_ENCRYPTION_KEY set: it decrypts them first.';
+    END IF;
+END
+$$;
+ALTER TABLE outbox.subscriptions
+    DROP CONSTRAINT subscriptions_header_values,
+    DROP CONSTRAINT subscriptions_headers_sealed,
+    DROP COLUMN header_names,
+    DROP COLUMN headers_key_id,
+    DROP COLUMN headers_ciphertext;
+
+-- Events go back to an identity id and a default event_id, both continuing
+-- where they were, and to events_validate as migration 5 left it.
 
 DROP TRIGGER events_immutable ON outbox.events;
 DROP FUNCTION outbox.events_immutable();

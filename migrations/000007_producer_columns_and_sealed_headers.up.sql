@@ -107,3 +107,28 @@ $$;
 CREATE TRIGGER events_immutable
     BEFORE UPDATE OF id, event_id, type, organization_id, agent_id, payload, idempotency_key ON outbox.events
     FOR EACH ROW EXECUTE FUNCTION outbox.events_immutable();
+
+-- Custom request headers hold receivers' credentials (Authorization: Bearer …),
+-- so their values are sealed like signing secrets: AES-256-GCM under the
+-- operator's key, in one ciphertext per subscription bound to it (outboxd seals
+-- with the associated data "<subscription id>\0headers", which no signing
+-- secret uses). Their names stay readable, for reads without the key.
+ALTER TABLE outbox.subscriptions
+    ADD COLUMN header_names text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN headers_key_id text,
+    ADD COLUMN headers_ciphertext bytea,
+    ADD CONSTRAINT subscriptions_headers_sealed CHECK ((headers_key_id IS NULL) = (headers_ciphertext IS NULL));
+
+-- SQL cannot seal (the key lives in the daemon's environment), so the values
+-- written before this migration stay in the headers column, still delivered,
+-- until outboxd seals them and leaves '{}' there: `outboxd migrate up` and
+-- `outboxd keys rotate` with OUTBOXD_ENCRYPTION_KEY set, and every daemon when
+-- it starts. outboxd writes plaintext there no more; a daemon of an older
+-- version, still running during an upgrade, may, and since sealing always
+-- empties the column, values found there are the newest.
+UPDATE outbox.subscriptions
+SET header_names = ARRAY(SELECT k FROM jsonb_object_keys(headers) AS k ORDER BY k COLLATE "C")
+WHERE headers <> '{}';
+ALTER TABLE outbox.subscriptions
+    ADD CONSTRAINT subscriptions_header_values CHECK (
+        cardinality(header_names) = 0 OR headers_ciphertext IS NOT NULL OR headers <> '{}');

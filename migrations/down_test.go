@@ -131,3 +131,20 @@ func TestDownUndoesUp(t *testing.T) {
 		})
 	}
 }
+
+// Should sealed header values reach migration 7's down SQL (Migrator.Down
+// decrypts them first), it refuses rather than lose them.
+func TestDown7RefusesSealedHeaders(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	m, schema := migratedTo(ctx, t, 7)
+	_, err := testPool(t).Exec(ctx, "INSERT INTO "+schema+`.subscriptions (url, header_names, headers_key_id, headers_ciphertext)
+		VALUES ('https://example.com/', '{Authorization}', 'k', '\x00')`)
+	require.NoError(t, err)
+	_, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Steps(-1) })
+	require.ErrorContains(t, err, "1 subscriptions have encrypted header values, which SQL cannot decrypt")
+	var names []string
+	require.NoError(t, testPool(t).QueryRow(ctx, "SELECT header_names FROM "+schema+".subscriptions").Scan(&names))
+	require.Equal(t, []string{"Authorization"}, names, "the down migration changed nothing")
+}
