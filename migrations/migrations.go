@@ -32,6 +32,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/secretbox"
 )
 
 //go:embed *.sql
@@ -48,14 +49,24 @@ type Config struct {
 
 	// Logger receives progress. Defaults to discarding it.
 	Logger *slog.Logger
+
+	// Keyring, if set, lets Up encrypt the custom header values that
+	// subscriptions kept in plaintext before migration 7 (SQL cannot: the key is
+	// not in the database), and lets Down below migration 7 decrypt them first,
+	// since version 6 keeps them in plaintext. Without it Up leaves them for a
+	// daemon to encrypt when it starts and reports them in
+	// Result.HeadersPlaintext; Down refuses to roll back past migration 7 while
+	// any are encrypted.
+	Keyring *secretbox.Keyring
 }
 
 // Migrator applies and inspects outboxd's migrations.
 type Migrator struct {
-	pool   *pgxpool.Pool
-	schema string
-	logger *slog.Logger
-	river  *rivermigrate.Migrator[pgx.Tx]
+	pool    *pgxpool.Pool
+	schema  string
+	logger  *slog.Logger
+	keyring *secretbox.Keyring
+	river   *rivermigrate.Migrator[pgx.Tx]
 }
 
 // New returns a Migrator for the schema in config.
@@ -76,7 +87,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Migrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("river migrator: %w", err)
 	}
-	return &Migrator{pool: pool, schema: schema, logger: logger, river: river}, nil
+	return &Migrator{pool: pool, schema: schema, logger: logger, keyring: config.Keyring, river: river}, nil
 }
 
 // Versions are the applied and latest versions of both migration lines.
@@ -97,8 +108,22 @@ func (v *Versions) UpToDate() bool {
 type Result struct {
 	River   []int `json:"river"`   // River versions applied (up) or removed (down)
 	Outboxd []int `json:"outboxd"` // outboxd versions applied or removed
+
+	// HeadersSealed counts subscriptions whose custom header values Up
+	// encrypted, written in plaintext before migration 7.
+	HeadersSealed int64 `json:"headers_sealed,omitempty"`
+	// HeadersPlaintext counts those Up left in plaintext, having no keyring.
+	HeadersPlaintext int64 `json:"headers_plaintext,omitempty"`
+	// HeadersUnsealed counts those Down decrypted into plaintext to roll back
+	// past migration 7.
+	HeadersUnsealed int64 `json:"headers_unsealed,omitempty"`
+
 	Versions
 }
+
+// headersSealedVersion is the migration from which custom header values are
+// encrypted.
+const headersSealedVersion = 7
 
 // Up creates the schema if needed and applies every pending migration, River's first.
 func (m *Migrator) Up(ctx context.Context) (*Result, error) {
@@ -115,12 +140,75 @@ func (m *Migrator) Up(ctx context.Context) (*Result, error) {
 			result.River = append(result.River, v.Version)
 		}
 		result.Outboxd, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Up() })
-		return err
+		if err != nil {
+			return err
+		}
+		return m.sealHeaders(ctx, result)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return m.withVersions(ctx, result)
+}
+
+// sealHeaders encrypts the custom header values left in plaintext from before
+// migration 7, or counts them when there is no keyring.
+func (m *Migrator) sealHeaders(ctx context.Context, result *Result) error {
+	store, err := outbox.NewStore(m.pool, &outbox.StoreConfig{Schema: m.schema, Keyring: m.keyring})
+	if err != nil {
+		return err
+	}
+	if m.keyring != nil {
+		result.HeadersSealed, err = store.HeadersSealPlaintext(ctx)
+		if err != nil {
+			return fmt.Errorf("encrypt custom header values: %w", err)
+		}
+		return nil
+	}
+	counts, err := store.HeadersCount(ctx)
+	if err != nil {
+		return err
+	}
+	result.HeadersPlaintext = counts.Plaintext
+	return nil
+}
+
+// unsealHeaders decrypts custom header values before a rollback past
+// migration 7, which would otherwise lose them; without a keyring it refuses
+// before anything changes.
+func (m *Migrator) unsealHeaders(ctx context.Context, opts *DownOpts, result *Result) error {
+	versions, err := m.withVersions(ctx, &Result{})
+	if err != nil {
+		return err
+	}
+	target := versions.OutboxdCurrent - max(opts.Steps, 1)
+	if opts.All {
+		target = 0
+	}
+	if versions.OutboxdCurrent < headersSealedVersion || target >= headersSealedVersion {
+		return nil
+	}
+	store, err := outbox.NewStore(m.pool, &outbox.StoreConfig{Schema: m.schema, Keyring: m.keyring})
+	if err != nil {
+		return err
+	}
+	if m.keyring == nil {
+		counts, err := store.HeadersCount(ctx)
+		if err != nil {
+			return err
+		}
+		if counts.Sealed > 0 {
+			return fmt.Errorf("%d subscriptions have encrypted custom header values, which outboxd before migration %d keeps in plaintext: "+
+				"set OUTBOXD_ENCRYPTION_KEY (and OUTBOXD_ENCRYPTION_KEYS_OLD for older keys) so that rolling back can decrypt them; nothing was rolled back",
+				counts.Sealed, headersSealedVersion)
+		}
+		return nil
+	}
+	result.HeadersUnsealed, err = store.HeadersUnsealForDowngrade(ctx)
+	if err != nil {
+		return fmt.Errorf("decrypt custom header values: %w; nothing was rolled back", err)
+	}
+	return nil
 }
 
 // DownOpts says how far Down goes. A nil *DownOpts rolls back one outboxd migration.
@@ -140,6 +228,9 @@ func (m *Migrator) Down(ctx context.Context, opts *DownOpts) (*Result, error) {
 	}
 	result := &Result{}
 	err := m.locked(ctx, func() error {
+		if err := m.unsealHeaders(ctx, opts, result); err != nil {
+			return err
+		}
 		var err error
 		if opts.All {
 			result.Outboxd, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Down() })

@@ -16,6 +16,8 @@ import (
 	"github.com/outboxd/outboxd/migrations"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/outboxd/outboxd/outbox/outboxtest"
+	"github.com/outboxd/outboxd/outbox/secretbox"
+	"github.com/outboxd/outboxd/outbox/signing"
 )
 
 // freshSchema names a schema that does not exist yet and drops it when the test ends.
@@ -444,6 +446,35 @@ func TestDown(t *testing.T) {
 		require.True(t, res.UpToDate())
 	})
 
+	// Migration 7 turns the events' identity column into a sequence the trigger
+	// draws from, and its down turns it back: positions continue both ways.
+	t.Run("EventPositionsContinueAcrossVersion7", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		store, err := outbox.NewStore(b.pool, &outbox.StoreConfig{Schema: b.schema})
+		require.NoError(t, err)
+		var seqs []int64
+		publish := func() {
+			t.Helper()
+			var seq int64
+			require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT id FROM "+b.schema+".publish_event('agent.step.completed')").Scan(&seq))
+			seqs = append(seqs, seq)
+		}
+		publish()
+		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest - 6})
+		require.NoError(t, err)
+		publish()
+		publish()
+		_, err = b.migrator.Up(b.ctx)
+		require.NoError(t, err)
+		publish()
+		_, err = store.Publish(b.ctx, &outbox.PublishParams{Type: "agent.step.completed"})
+		require.NoError(t, err)
+		require.True(t, slices.IsSorted(seqs), "%v", seqs)
+		require.Len(t, slices.Compact(slices.Clone(seqs)), len(seqs), "no position is given twice: %v", seqs)
+	})
+
 	t.Run("DataGoesWithIt", func(t *testing.T) {
 		t.Parallel()
 
@@ -484,4 +515,130 @@ func TestCustomSchemaLeavesOthersAlone(t *testing.T) {
 	var n int
 	require.NoError(t, outboxtest.Pool(t).QueryRow(ctx, "SELECT count(*) FROM "+b+".events WHERE event_id = $1", eventID).Scan(&n))
 	require.Equal(t, 1, n)
+}
+
+// Custom header values written before migration 7 are plaintext: Up keeps them
+// working and encrypts them when it has the key; Down below 7 decrypts them
+// first, or refuses.
+func TestHeadersAcrossVersion7(t *testing.T) {
+	t.Parallel()
+
+	const legacy = `{"Authorization": "Bearer legacy_h10_value", "X-Tenant": "t1"}`
+	type testBundle struct {
+		ctx     context.Context
+		schema  string
+		pool    *pgxpool.Pool
+		keyring *secretbox.Keyring
+		keyless *migrations.Migrator
+		keyed   *migrations.Migrator
+		store   *outbox.Store
+	}
+	setup := func(t *testing.T) *testBundle {
+		t.Helper()
+		ctx := context.Background()
+		schema := freshSchema(t)
+		pool := outboxtest.Pool(t)
+		keyring := outboxtest.Keyring(t)
+		keyless, err := migrations.New(pool, &migrations.Config{Schema: schema})
+		require.NoError(t, err)
+		keyed, err := migrations.New(pool, &migrations.Config{Schema: schema, Keyring: keyring})
+		require.NoError(t, err)
+		store, err := outbox.NewStore(pool, &outbox.StoreConfig{Schema: schema, Keyring: keyring})
+		require.NoError(t, err)
+		_, err = keyless.Up(ctx)
+		require.NoError(t, err)
+		return &testBundle{ctx: ctx, schema: schema, pool: pool, keyring: keyring, keyless: keyless, keyed: keyed, store: store}
+	}
+	rows := func(t *testing.T, b *testBundle) string {
+		t.Helper()
+		var text string
+		require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT coalesce(string_agg(s::text, ' '), '') FROM "+b.schema+".subscriptions AS s").Scan(&text))
+		return text
+	}
+	version := func(t *testing.T, b *testBundle) migrations.Versions {
+		t.Helper()
+		v, err := b.keyless.Status(b.ctx)
+		require.NoError(t, err)
+		return *v
+	}
+
+	t.Run("UpKeepsPlaintextWorkingAndSealsItWithTheKey", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		res, err := b.keyless.Down(b.ctx, &migrations.DownOpts{Steps: outboxdLatest(t) - 6})
+		require.NoError(t, err)
+		require.Equal(t, 6, res.OutboxdCurrent)
+		var id string
+		require.NoError(t, b.pool.QueryRow(b.ctx, "INSERT INTO "+b.schema+".subscriptions (url, headers) VALUES ('https://example.com/h', $1) RETURNING id", legacy).Scan(&id))
+		_, err = b.pool.Exec(b.ctx, "INSERT INTO "+b.schema+".subscriptions (url) VALUES ('https://example.com/none')")
+		require.NoError(t, err)
+
+		// Without the key: migrated, still delivered, shown by name, and reported.
+		res, err = b.keyless.Up(b.ctx)
+		require.NoError(t, err)
+		require.True(t, res.UpToDate())
+		require.EqualValues(t, 1, res.HeadersPlaintext)
+		require.Zero(t, res.HeadersSealed)
+		sub, err := b.store.SubscriptionGet(b.ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, []string{"Authorization", "X-Tenant"}, sub.HeaderNames)
+		target, err := b.store.DeliveryTarget(b.ctx, "evt_none", id)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"Authorization": "Bearer legacy_h10_value", "X-Tenant": "t1"}, target.Headers)
+		require.Contains(t, rows(t, b), "legacy_h10_value")
+
+		// With the key, even with nothing left to migrate: sealed.
+		res, err = b.keyed.Up(b.ctx)
+		require.NoError(t, err)
+		require.Empty(t, res.Outboxd)
+		require.EqualValues(t, 1, res.HeadersSealed)
+		require.Zero(t, res.HeadersPlaintext)
+		require.NotContains(t, rows(t, b), "legacy_h10_value")
+		target, err = b.store.DeliveryTarget(b.ctx, "evt_none", id)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"Authorization": "Bearer legacy_h10_value", "X-Tenant": "t1"}, target.Headers)
+	})
+
+	t.Run("DownDecryptsFirstOrRefuses", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		created, err := b.store.SubscriptionCreate(b.ctx, &outbox.SubscriptionCreateParams{
+			URL: "https://example.com/h", Headers: map[string]string{"Authorization": "Bearer sealed_h10_value"},
+		})
+		require.NoError(t, err)
+		steps := outboxdLatest(t) - 6
+
+		_, err = b.keyless.Down(b.ctx, &migrations.DownOpts{Steps: steps})
+		require.ErrorContains(t, err, "1 subscriptions have encrypted custom header values")
+		require.ErrorContains(t, err, "set OUTBOXD_ENCRYPTION_KEY")
+		_, err = b.keyless.Down(b.ctx, &migrations.DownOpts{All: true})
+		require.ErrorContains(t, err, "nothing was rolled back")
+		v := version(t, b)
+		require.True(t, v.UpToDate(), "nothing changed, and the version is not dirty")
+
+		// A rollback that stays at or above 7 needs no key.
+		if v.OutboxdLatest > 7 {
+			_, err = b.keyless.Down(b.ctx, &migrations.DownOpts{Steps: steps - 1})
+			require.NoError(t, err)
+		}
+
+		res, err := b.keyed.Down(b.ctx, &migrations.DownOpts{Steps: outboxdLatest(t) - 6})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.HeadersUnsealed)
+		require.Equal(t, 6, res.OutboxdCurrent)
+		var headers string
+		require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT headers::text FROM "+b.schema+".subscriptions WHERE id = $1", created.ID).Scan(&headers))
+		require.JSONEq(t, `{"Authorization": "Bearer sealed_h10_value"}`, headers, "version 6 has them in plaintext")
+
+		res, err = b.keyed.Up(b.ctx)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.HeadersSealed)
+		require.NotContains(t, rows(t, b), "sealed_h10_value")
+		target, err := b.store.DeliveryTarget(b.ctx, "evt_none", created.ID)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"Authorization": "Bearer sealed_h10_value"}, target.Headers)
+		require.Equal(t, []signing.Secret{created.Secret}, target.Secrets)
+	})
 }

@@ -182,7 +182,8 @@ type DeliveryTarget struct {
 	SubscriptionID string
 	URL            string
 	Enabled        bool
-	Headers        map[string]string
+	// Headers are the subscription's custom request headers, opened.
+	Headers map[string]string
 	// RetrySchedule is the subscription's own schedule, nil for the default.
 	RetrySchedule RetrySchedule
 
@@ -225,7 +226,7 @@ func (s *Store) DeliveryTarget(ctx context.Context, eventID, subscriptionID stri
 	if err != nil {
 		return nil, translateError("load delivery", err)
 	}
-	headers, err := decodeHeaders(row.Headers)
+	headers, err := s.openHeaders(row.SubscriptionID, row.Headers, row.HeadersKeyID, row.HeadersCiphertext)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,9 @@
 //
 // Both paths check the same rules (a dotted lower-case type, a JSON object payload
 // within outbox.settings.max_payload_bytes) and raise a clear error otherwise.
+// outboxd assigns an event's id, event_id (the webhook-id), dispatched_at and
+// fanned_out_at: an INSERT that sets one is refused, and so is an UPDATE that
+// changes what a published event says.
 //
 // This package imports pgx and nothing of River, cobra or net/http servers, so
 // producer services can import it cheaply.

@@ -26,7 +26,9 @@ type SubscriptionUpdateParams struct {
 	URL         *string
 	EventTypes  []string // nil leaves them; empty is refused
 	Description *string
-	Headers     map[string]string // nil leaves them; empty clears them
+	// Headers replaces every custom header (values are sealed, as on create);
+	// nil leaves them, empty removes them.
+	Headers map[string]string
 
 	// RetrySchedule replaces the schedule when SetRetrySchedule is true; a nil
 	// schedule then returns to the daemon's default.
@@ -76,7 +78,7 @@ func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string
 		URL:           current.URL,
 		EventTypes:    current.EventTypes,
 		Description:   current.Description,
-		Headers:       current.Headers,
+		Headers:       params.Headers, // only new headers are checked; the stored ones were when written
 		RetrySchedule: current.RetrySchedule,
 		AgentID:       current.AgentID,
 		RateLimit:     current.RateLimit,
@@ -109,25 +111,22 @@ func (s *Store) SubscriptionUpdateTx(ctx context.Context, tx Executor, id string
 	if params.Description != nil {
 		merged.Description = *params.Description
 	}
-	if params.Headers != nil {
-		merged.Headers = params.Headers
-	}
 	if params.SetRetrySchedule {
 		merged.RetrySchedule = params.RetrySchedule
 	}
 	if err := s.validateSubscriptionFields(ctx, merged, params.URL != nil); err != nil {
 		return nil, err
 	}
-	headers, err := json.Marshal(merged.Headers)
-	if err != nil || merged.Headers == nil {
-		headers = []byte("{}")
+	if params.Headers != nil {
+		if err := s.headersSetTx(ctx, exec, id, params.Headers); err != nil {
+			return nil, err
+		}
 	}
 	row, err = s.queries.SubscriptionUpdate(ctx, exec, &dbsqlc.SubscriptionUpdateParams{
 		ID:                 id,
 		Url:                merged.URL,
 		EventTypes:         merged.EventTypes,
 		Description:        merged.Description,
-		Headers:            headers,
 		RetryScheduleMs:    merged.RetrySchedule.millis(),
 		RateLimitPerSecond: rateLimitParam(merged.RateLimit),
 		MaxInFlight:        rateLimitParam(merged.MaxInFlight),

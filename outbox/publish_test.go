@@ -451,13 +451,152 @@ func TestPublishSQL(t *testing.T) {
 		require.Zero(t, countRows(b.ctx, t, b.store, "events"))
 	})
 
-	t.Run("PlainInsertCannotChooseSeq", func(t *testing.T) {
+	t.Run("PlainInsertCannotSetInternalColumns", func(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		_, err := b.pool.Exec(b.ctx, fmt.Sprintf("INSERT INTO %s.events (id, type) VALUES (1, 'a.b')", b.schema))
-		requirePgError(t, err)
+		tests := []struct {
+			name    string
+			insert  string // %s is the schema
+			column  string
+			message string
+			hint    string
+		}{
+			{"ID", "INSERT INTO %s.events (id, type) VALUES (1, 'a.b')", "id", "cannot set id: outboxd assigns each event its position, the order the relay claims events in", "Leave id out"},
+			{"IDOverridingSystemValue", "INSERT INTO %s.events (id, type) OVERRIDING SYSTEM VALUE VALUES (1000000, 'a.b')", "id", "cannot set id", "Leave id out"},
+			{"EventID", "INSERT INTO %s.events (event_id, type) VALUES ('evt_chosen_by_producer', 'a.b')", "event_id", "cannot set event_id: outboxd generates it", "RETURNING event_id"},
+			{"EventIDWellFormed", "INSERT INTO %s.events (event_id, type) VALUES ('evt_0190a1b2c3d4e5f60718293a4b5c6d7e', 'a.b')", "event_id", "cannot set event_id", "idempotency_key"},
+			{"DispatchedAt", "INSERT INTO %s.events (type, payload, dispatched_at) VALUES ('a.b', '{}', now())", "dispatched_at", "cannot set dispatched_at: outboxd sets it when the relay claims the event", "Leave dispatched_at out"},
+			{"FannedOutAt", "INSERT INTO %s.events (type, fanned_out_at) VALUES ('a.b', now())", "fanned_out_at", "cannot set fanned_out_at: outboxd sets it when it creates the event's deliveries", "Leave fanned_out_at out"},
+			{"OneBadRowOfMany", "INSERT INTO %s.events (type, dispatched_at) VALUES ('a.b', NULL), ('a.c', now())", "dispatched_at", "cannot set dispatched_at", ""},
+		}
+		for _, tt := range tests {
+			_, err := b.pool.Exec(b.ctx, fmt.Sprintf(tt.insert, b.schema))
+			pgErr := requirePgError(t, err)
+			require.Equal(t, "428C9", pgErr.Code, tt.name) // generated_always, as Postgres answers for identity columns
+			require.Equal(t, tt.column, pgErr.ColumnName, tt.name)
+			require.Equal(t, "events", pgErr.TableName, tt.name)
+			require.Equal(t, b.schema, pgErr.SchemaName, tt.name)
+			require.Contains(t, pgErr.Message, tt.message, tt.name)
+			require.Contains(t, pgErr.Hint, tt.hint, tt.name)
+		}
 		require.Zero(t, countRows(b.ctx, t, b.store, "events"))
+
+		// A refused id never reaches the table, so it cannot collide with the
+		// position a later event is given.
+		event, err := b.store.Publish(b.ctx, &outbox.PublishParams{Type: "a.b"})
+		require.NoError(t, err)
+		require.Less(t, event.Seq, int64(1000000))
+	})
+
+	t.Run("PlainInsertAssignsInternalColumns", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		// NULL and DEFAULT leave the choice to outboxd, as leaving the column out does.
+		rows, err := b.pool.Query(b.ctx, fmt.Sprintf(`INSERT INTO %s.events (id, event_id, type, dispatched_at, fanned_out_at)
+			VALUES (DEFAULT, DEFAULT, 'a.b', DEFAULT, DEFAULT), (NULL, NULL, 'a.c', NULL, NULL)
+			RETURNING id, event_id, dispatched_at, fanned_out_at`, b.schema))
+		require.NoError(t, err)
+		var seqs []int64
+		for rows.Next() {
+			var (
+				seq                   int64
+				eventID               string
+				dispatched, fannedOut *time.Time
+			)
+			require.NoError(t, rows.Scan(&seq, &eventID, &dispatched, &fannedOut))
+			require.Regexp(t, eventIDPattern, eventID)
+			require.Nil(t, dispatched)
+			require.Nil(t, fannedOut)
+			seqs = append(seqs, seq)
+		}
+		require.NoError(t, rows.Err())
+		require.Len(t, seqs, 2)
+		require.Less(t, seqs[0], seqs[1], "positions rise in insert order")
+
+		// COPY, for bulk producers, goes through the same trigger.
+		n, err := b.pool.CopyFrom(b.ctx, pgx.Identifier{b.schema, "events"}, []string{"type", "payload"},
+			pgx.CopyFromRows([][]any{{"a.d", map[string]any{"n": 1}}, {"a.e", map[string]any{"n": 2}}}))
+		require.NoError(t, err)
+		require.EqualValues(t, 2, n)
+		var distinct, max int64
+		require.NoError(t, b.pool.QueryRow(b.ctx, fmt.Sprintf("SELECT count(DISTINCT event_id), max(id) FROM %s.events", b.schema)).Scan(&distinct, &max))
+		require.EqualValues(t, 4, distinct)
+		require.Greater(t, max, seqs[1])
+
+		_, err = b.pool.CopyFrom(b.ctx, pgx.Identifier{b.schema, "events"}, []string{"type", "dispatched_at"},
+			pgx.CopyFromRows([][]any{{"a.f", time.Now()}}))
+		require.Equal(t, "dispatched_at", requirePgError(t, err).ColumnName)
+		require.Equal(t, 4, countRows(b.ctx, t, b.store, "events"))
+	})
+
+	// A producer role needs no more than before migration 7 made the trigger draw
+	// positions from a sequence: schema usage, INSERT on events, SELECT on settings.
+	t.Run("LeastPrivilegeProducer", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		role := "t_producer_" + strings.TrimPrefix(b.schema, "t_")
+		for _, stmt := range []string{
+			"CREATE ROLE " + role + " NOLOGIN",
+			"GRANT USAGE ON SCHEMA " + b.schema + " TO " + role,
+			"GRANT INSERT ON " + b.schema + ".events TO " + role,
+			"GRANT SELECT ON " + b.schema + ".settings TO " + role,
+		} {
+			_, err := b.pool.Exec(b.ctx, stmt)
+			require.NoError(t, err, stmt)
+		}
+		t.Cleanup(func() {
+			_, err := b.pool.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
+			require.NoError(t, err)
+		})
+		tx := begin(b.ctx, t, b.pool)
+		_, err := tx.Exec(b.ctx, "SET LOCAL ROLE "+role)
+		require.NoError(t, err)
+		_, err = tx.Exec(b.ctx, fmt.Sprintf("INSERT INTO %s.events (type, payload) VALUES ('a.b', '{}'), ('a.c', '{}')", b.schema))
+		require.NoError(t, err)
+		_, err = tx.Exec(b.ctx, fmt.Sprintf("UPDATE %s.events SET dispatched_at = now()", b.schema))
+		require.Equal(t, "42501", requirePgError(t, err).Code, "and no UPDATE unless granted")
+		require.NoError(t, tx.Rollback(b.ctx))
+	})
+
+	t.Run("PlainUpdateCannotChangeAPublishedEvent", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		event, err := b.store.Publish(b.ctx, &outbox.PublishParams{Type: "agent.step.completed", AgentID: "agent-1", OrganizationID: "org-1"})
+		require.NoError(t, err)
+		tests := []struct{ set, column string }{
+			{"type = 'outboxd.subscription.disabled'", "type"},
+			{"type = 'agent.step.failed'", "type"},
+			{`payload = '{"forged": true}'`, "payload"},
+			{"organization_id = 'org-2'", "organization_id"},
+			{"agent_id = NULL", "agent_id"},
+			{"idempotency_key = 'k'", "idempotency_key"},
+			{"event_id = 'evt_chosen_by_producer'", "event_id"},
+			{"id = id + 1000", "id"},
+			{`dispatched_at = NULL, payload = '{"x": 1}'`, "payload"},
+		}
+		for _, tt := range tests {
+			_, err := b.pool.Exec(b.ctx, fmt.Sprintf("UPDATE %s.events SET %s WHERE event_id = $1", b.schema, tt.set), event.ID)
+			pgErr := requirePgError(t, err)
+			require.Equal(t, "0A000", pgErr.Code, tt.set) // feature_not_supported
+			require.Equal(t, tt.column, pgErr.ColumnName, tt.set)
+			require.Contains(t, pgErr.Message, "cannot change "+tt.column+" of published event "+event.ID, tt.set)
+			require.Contains(t, pgErr.Hint, "Publish a new event", tt.set)
+		}
+		got, err := b.store.EventGet(b.ctx, event.ID)
+		require.NoError(t, err)
+		require.Equal(t, event, got, "the event is as published")
+
+		// Writing a value back unchanged, the daemon's own columns and created_at
+		// stay possible.
+		_, err = b.pool.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.events SET type = type, payload = payload, dispatched_at = now(), fanned_out_at = now(),
+			created_at = created_at - interval '1 day' WHERE event_id = $1`, b.schema), event.ID)
+		require.NoError(t, err)
+		_, err = b.pool.Exec(b.ctx, fmt.Sprintf("DELETE FROM %s.events WHERE event_id = $1", b.schema), event.ID)
+		require.NoError(t, err)
 	})
 
 	t.Run("PublishFunctionReturnsEventID", func(t *testing.T) {

@@ -24,8 +24,9 @@ type StoreConfig struct {
 	// Schema holds outboxd's tables and River's. Defaults to DefaultSchema ("outbox").
 	Schema string
 
-	// Keyring seals and opens signing secrets. Without one, creating a subscription
-	// and loading a delivery's secrets fail with ErrNoEncryptionKey.
+	// Keyring seals and opens signing secrets and custom header values. Without
+	// one, creating a subscription, setting its headers and loading a delivery's
+	// secrets fail with ErrNoEncryptionKey; reads, which show no secret, work.
 	Keyring *secretbox.Keyring
 
 	// Guard validates subscription URLs. Defaults to a zero netguard.Guard, which

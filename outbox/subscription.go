@@ -27,9 +27,12 @@ type Subscription struct {
 	// like agent.step.*, or * for every event.
 	EventTypes []string `json:"event_types"`
 
-	Enabled     bool              `json:"enabled"`
-	Description string            `json:"description,omitempty"`
-	Headers     map[string]string `json:"headers,omitempty"`
+	Enabled     bool   `json:"enabled"`
+	Description string `json:"description,omitempty"`
+
+	// HeaderNames names the custom headers sent with every delivery, in byte
+	// order. Their values are write-only: stored encrypted and never shown.
+	HeaderNames []string `json:"header_names"`
 
 	// RetrySchedule is the subscription's own schedule; nil uses the daemon's default.
 	RetrySchedule RetrySchedule `json:"retry_schedule,omitempty"`
@@ -66,10 +69,6 @@ type Subscription struct {
 }
 
 func subscriptionFromRow(row *dbsqlc.OutboxSubscription) (*Subscription, error) {
-	headers, err := decodeHeaders(row.Headers)
-	if err != nil {
-		return nil, err
-	}
 	return &Subscription{
 		ID:               row.ID,
 		URL:              row.Url,
@@ -78,7 +77,7 @@ func subscriptionFromRow(row *dbsqlc.OutboxSubscription) (*Subscription, error) 
 		EventTypes:       row.EventTypes,
 		Enabled:          row.Enabled,
 		Description:      row.Description,
-		Headers:          headers,
+		HeaderNames:      rowHeaderNames(row),
 		RetrySchedule:    retryScheduleFromMillis(row.RetryScheduleMs),
 		AgentWebhook:     row.AgentWebhook,
 		RateLimit:        int(deref32(row.RateLimitPerSecond)),
@@ -93,17 +92,6 @@ func subscriptionFromRow(row *dbsqlc.OutboxSubscription) (*Subscription, error) 
 		CreatedAt:        row.CreatedAt,
 		UpdatedAt:        row.UpdatedAt,
 	}, nil
-}
-
-func decodeHeaders(raw json.RawMessage) (map[string]string, error) {
-	if len(raw) == 0 || string(raw) == "{}" {
-		return nil, nil
-	}
-	var headers map[string]string
-	if err := json.Unmarshal(raw, &headers); err != nil {
-		return nil, fmt.Errorf("decode subscription headers: %w", err)
-	}
-	return headers, nil
 }
 
 var (
@@ -282,7 +270,9 @@ type SubscriptionCreateParams struct {
 
 	Description string
 
-	// Headers are extra request headers sent with every delivery.
+	// Headers are extra request headers sent with every delivery, such as the
+	// receiver's credentials. Their values are stored encrypted (which needs the
+	// store's keyring) and never shown again; reads list only their names.
 	Headers map[string]string
 
 	// RetrySchedule overrides the daemon's default schedule.
@@ -407,11 +397,6 @@ func (s *Store) SubscriptionCreateTx(ctx context.Context, tx Executor, params *S
 	if len(eventTypes) == 0 {
 		eventTypes = []string{"*"}
 	}
-	headers, err := json.Marshal(params.Headers)
-	if err != nil || params.Headers == nil {
-		headers = []byte("{}")
-	}
-
 	exec := s.on(tx)
 	row, err := s.queries.SubscriptionInsert(ctx, exec, &dbsqlc.SubscriptionInsertParams{
 		OrganizationID:     nullable(params.OrganizationID),
@@ -419,7 +404,6 @@ func (s *Store) SubscriptionCreateTx(ctx context.Context, tx Executor, params *S
 		Url:                params.URL,
 		EventTypes:         eventTypes,
 		Description:        params.Description,
-		Headers:            headers,
 		RetryScheduleMs:    params.RetrySchedule.millis(),
 		AgentWebhook:       params.AgentWebhook,
 		RateLimitPerSecond: rateLimitParam(params.RateLimit),
@@ -435,6 +419,12 @@ func (s *Store) SubscriptionCreateTx(ctx context.Context, tx Executor, params *S
 	}
 	if err := s.secretInsert(ctx, exec, row.ID, secret, nil); err != nil {
 		return nil, err
+	}
+	if len(params.Headers) > 0 {
+		if err := s.headersSetTx(ctx, exec, row.ID, params.Headers); err != nil {
+			return nil, err
+		}
+		row.HeaderNames = headerNames(params.Headers)
 	}
 	sub, err := subscriptionFromRow(row)
 	if err != nil {

@@ -67,7 +67,7 @@ func TestSubscriptionCreate(t *testing.T) {
 		require.Empty(t, result.AgentID)
 		require.Empty(t, result.OrganizationID)
 		require.Empty(t, result.Description)
-		require.Nil(t, result.Headers)
+		require.Equal(t, []string{}, result.HeaderNames)
 		require.Nil(t, result.RetrySchedule)
 		require.Empty(t, result.DisabledReason)
 		require.Nil(t, result.DisabledAt)
@@ -113,13 +113,14 @@ func TestSubscriptionCreate(t *testing.T) {
 		require.Equal(t, "agent-1", got.AgentID)
 		require.Equal(t, "org-1", got.OrganizationID)
 		require.Equal(t, "billing receiver", got.Description)
-		require.Equal(t, params.Headers, got.Headers)
+		require.Equal(t, []string{"Authorization", "X-Tenant"}, got.HeaderNames, "names only: values are write-only")
 		require.Equal(t, params.RetrySchedule, got.RetrySchedule)
 
-		// The stored secret opens to the one given.
+		// The stored secret and header values open to the ones given.
 		target, err := b.store.DeliveryTarget(b.ctx, "evt_none", result.ID)
 		require.NoError(t, err)
 		require.Equal(t, []signing.Secret{secret}, target.Secrets)
+		require.Equal(t, params.Headers, target.Headers)
 	})
 
 	t.Run("AcceptsSecretLengthBounds", func(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 func newKeysCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Manage the encryption keys that protect signing secrets",
+		Short: "Manage the encryption keys that protect signing secrets and custom header values",
 	}
 	var (
 		batch  int
@@ -18,12 +18,14 @@ func newKeysCommand(a *app) *cobra.Command {
 	)
 	rotate := &cobra.Command{
 		Use:   "rotate",
-		Short: "Re-encrypt every signing secret under OUTBOXD_ENCRYPTION_KEY",
-		Long: `Re-encrypt every signing secret under the current key, OUTBOXD_ENCRYPTION_KEY, reading
-the old ones with the keys in OUTBOXD_ENCRYPTION_KEYS_OLD. It works in small
-transactions while daemons run. To rotate: give every daemon the new key as
-OUTBOXD_ENCRYPTION_KEY and the old one in OUTBOXD_ENCRYPTION_KEYS_OLD, run this,
-then drop the old key once it reports no secret left under it.`,
+		Short: "Re-encrypt every signing secret and custom header value under OUTBOXD_ENCRYPTION_KEY",
+		Long: `Re-encrypt every signing secret and every subscription's custom header values
+under the current key, OUTBOXD_ENCRYPTION_KEY, reading the old ones with the keys
+in OUTBOXD_ENCRYPTION_KEYS_OLD (header values still in plaintext, from before
+migration 7, are encrypted too). It works in small transactions while daemons run.
+To rotate: give every daemon the new key as OUTBOXD_ENCRYPTION_KEY and the old one
+in OUTBOXD_ENCRYPTION_KEYS_OLD, run this, then drop the old key once it reports
+nothing left under it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			store, pool, err := a.openStore(cmd.Context(), nil)
@@ -42,8 +44,9 @@ then drop the old key once it reports no secret left under it.`,
 			if asJSON {
 				return json.NewEncoder(a.stdout).Encode(result)
 			}
-			fmt.Fprintf(a.stdout, "done: %d secrets re-encrypted; every secret is now under key %s (%d)\n",
-				result.Resealed, result.KeyID, result.Remaining[result.KeyID])
+			fmt.Fprintf(a.stdout, "done: %d secrets and the header values of %d subscriptions re-encrypted; "+
+				"every secret is now under key %s (%d secrets, %d subscriptions' header values)\n",
+				result.Resealed, result.HeadersResealed, result.KeyID, result.Remaining[result.KeyID], result.HeadersRemaining[result.KeyID])
 			return nil
 		},
 	}

@@ -23,11 +23,15 @@ func newMigrateCommand(a *app) *cobra.Command {
 		if err != nil {
 			return nil, nil, err
 		}
+		keyring, err := a.keyring()
+		if err != nil {
+			return nil, nil, err
+		}
 		pool, err := a.connect(cmd.Context())
 		if err != nil {
 			return nil, nil, err
 		}
-		m, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger})
+		m, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger, Keyring: keyring})
 		if err != nil {
 			pool.Close()
 			return nil, nil, err
@@ -35,8 +39,18 @@ func newMigrateCommand(a *app) *cobra.Command {
 		return m, pool.Close, nil
 	}
 	printResult := func(result *migrations.Result, verb string) error {
+		if result.HeadersPlaintext > 0 {
+			fmt.Fprintf(a.stderr, "warning: %d subscriptions keep custom header values (often credentials) in plaintext, written before outboxd encrypted them. "+
+				"Set OUTBOXD_ENCRYPTION_KEY and run `outboxd migrate up` again to encrypt them; a daemon also encrypts them when it starts.\n", result.HeadersPlaintext)
+		}
 		if asJSON {
 			return json.NewEncoder(a.stdout).Encode(result)
+		}
+		if result.HeadersSealed > 0 {
+			fmt.Fprintf(a.stdout, "Encrypted the custom header values of %d subscriptions, kept in plaintext before.\n", result.HeadersSealed)
+		}
+		if result.HeadersUnsealed > 0 {
+			fmt.Fprintf(a.stdout, "Decrypted the custom header values of %d subscriptions: the versions before keep them in plaintext.\n", result.HeadersUnsealed)
 		}
 		if len(result.River) == 0 && len(result.Outboxd) == 0 {
 			fmt.Fprintf(a.stdout, "Nothing to do: schema %s is at River %d, outboxd %d.\n", a.schema, result.RiverCurrent, result.OutboxdCurrent)
@@ -55,7 +69,12 @@ func newMigrateCommand(a *app) *cobra.Command {
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Apply every pending migration (safe to run repeatedly and concurrently)",
-		Args:  cobra.NoArgs,
+		Long: `Apply every pending migration (safe to run repeatedly and concurrently).
+
+With OUTBOXD_ENCRYPTION_KEY set it also encrypts the custom header values that
+subscriptions kept in plaintext before migration 7; without it, it says how many
+remain (a daemon encrypts them when it starts).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, closePool, err := migrator(cmd)
 			if err != nil {
@@ -75,7 +94,12 @@ func newMigrateCommand(a *app) *cobra.Command {
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Roll back outboxd's migrations (one by default)",
-		Args:  cobra.NoArgs,
+		Long: `Roll back outboxd's migrations (one by default).
+
+Rolling back past migration 7 decrypts the custom header values of subscriptions,
+which the versions before keep in plaintext: it needs OUTBOXD_ENCRYPTION_KEY (and
+OUTBOXD_ENCRYPTION_KEYS_OLD for older keys), and refuses without.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if all && !yes {
 				return errors.New("--all drops every outboxd and River table in the schema, with their data; add --yes to confirm")

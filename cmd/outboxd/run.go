@@ -143,7 +143,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		return err
 	}
 
-	migrator, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger})
+	migrator, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger, Keyring: keyring})
 	if err != nil {
 		return err
 	}
@@ -159,6 +159,15 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	if !versions.UpToDate() {
 		return fmt.Errorf("schema %s is at River %d/%d, outboxd %d/%d: run `outboxd migrate up` (or pass --migrate)",
 			a.schema, versions.RiverCurrent, versions.RiverLatest, versions.OutboxdCurrent, versions.OutboxdLatest)
+	}
+	// Migrating without the key leaves custom header values from before
+	// migration 7 in plaintext; the daemon always has the key.
+	sealed, err := store.HeadersSealPlaintext(ctx)
+	if err != nil {
+		return fmt.Errorf("encrypt custom header values: %w", err)
+	}
+	if sealed > 0 {
+		logger.InfoContext(ctx, "encrypted custom header values kept in plaintext before", slog.Int64("subscriptions", sealed))
 	}
 
 	var redisClient *redis.Client

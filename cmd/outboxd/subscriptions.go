@@ -55,15 +55,9 @@ func newSubscriptionsCreateCommand(a *app) *cobra.Command {
 				}
 				params.Secret = parsed
 			}
-			for _, h := range headers {
-				name, value, ok := strings.Cut(h, "=")
-				if !ok {
-					return fmt.Errorf("--header %q: use NAME=VALUE", h)
-				}
-				if params.Headers == nil {
-					params.Headers = map[string]string{}
-				}
-				params.Headers[strings.TrimSpace(name)] = value
+			var err error
+			if params.Headers, err = parseHeaderFlags(headers); err != nil {
+				return err
 			}
 			if retrySchedule != "" {
 				schedule, err := outbox.ParseRetrySchedule(retrySchedule)
@@ -95,6 +89,9 @@ func newSubscriptionsCreateCommand(a *app) *cobra.Command {
 			if result.OrganizationID != "" {
 				fmt.Fprintf(w, "  organization:\t%s\n", result.OrganizationID)
 			}
+			if len(result.HeaderNames) > 0 {
+				fmt.Fprintf(w, "  headers:\t%s (values are stored encrypted and never shown)\n", strings.Join(result.HeaderNames, ", "))
+			}
 			if result.RetrySchedule != nil {
 				fmt.Fprintf(w, "  retry schedule:\t%s\n", result.RetrySchedule)
 			}
@@ -119,7 +116,7 @@ func newSubscriptionsCreateCommand(a *app) *cobra.Command {
 	flags.StringVar(&params.OrganizationID, "org", "", "only this organization's events")
 	flags.StringVar(&params.Description, "description", "", "a note for people")
 	flags.StringVar(&secret, "secret", "", "signing secret (whsec_…); default: generate one")
-	flags.StringArrayVar(&headers, "header", nil, "extra request header NAME=VALUE (repeatable)")
+	flags.StringArrayVar(&headers, "header", nil, "extra request header NAME=VALUE, such as credentials (repeatable); values are stored encrypted and never shown")
 	flags.StringVar(&retrySchedule, "retry-schedule", "", "waits between attempts for this subscription, e.g. 1s,5s,5m (default: the daemon's)")
 	flags.IntVar(&params.RateLimit, "rate-limit", 0, "at most this many deliveries per second, across every daemon (0: no limit)")
 	flags.IntVar(&params.MaxInFlight, "max-in-flight", 0, "at most this many deliveries in flight at once, across every daemon (0: each daemon's default cap)")
@@ -130,6 +127,22 @@ func newSubscriptionsCreateCommand(a *app) *cobra.Command {
 	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")
 	_ = cmd.MarkFlagRequired("url")
 	return cmd
+}
+
+// parseHeaderFlags reads repeated --header NAME=VALUE flags.
+func parseHeaderFlags(flags []string) (map[string]string, error) {
+	var headers map[string]string
+	for _, h := range flags {
+		name, value, ok := strings.Cut(h, "=")
+		if !ok {
+			return nil, fmt.Errorf("--header %q: use NAME=VALUE", h)
+		}
+		if headers == nil {
+			headers = map[string]string{}
+		}
+		headers[strings.TrimSpace(name)] = value
+	}
+	return headers, nil
 }
 
 func newSubscriptionsListCommand(a *app) *cobra.Command {

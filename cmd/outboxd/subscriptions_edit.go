@@ -29,10 +29,12 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 		allowPrivate                            string
 		rateLimit, maxInFlight                  int
 		ordering, onDead                        string
+		headers                                 []string
+		noHeaders                               bool
 		asJSON                                  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "update ID [--url URL] [--events TYPES] [--description TEXT] [--retry-schedule LIST|default]",
+		Use:   "update ID [--url URL] [--events TYPES] [--description TEXT] [--header NAME=VALUE]... [--retry-schedule LIST|default]",
 		Short: "Change a subscription; flags not given are left as they are",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -72,9 +74,20 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 			if flags.Changed("on-dead") {
 				params.OnDead = (*outbox.OnDead)(&onDead)
 			}
+			switch {
+			case noHeaders && len(headers) > 0:
+				return errors.New("--no-headers and --header exclude each other")
+			case noHeaders:
+				params.Headers = map[string]string{}
+			case len(headers) > 0:
+				var err error
+				if params.Headers, err = parseHeaderFlags(headers); err != nil {
+					return err
+				}
+			}
 			if params.URL == nil && params.EventTypes == nil && params.Description == nil && !params.SetRetrySchedule &&
-				params.RateLimit == nil && params.MaxInFlight == nil && params.Ordering == nil && params.OnDead == nil {
-				return errors.New("nothing to change: pass --url, --events, --description, --retry-schedule, --rate-limit, --max-in-flight, --ordering or --on-dead")
+				params.RateLimit == nil && params.MaxInFlight == nil && params.Ordering == nil && params.OnDead == nil && params.Headers == nil {
+				return errors.New("nothing to change: pass --url, --events, --description, --header, --no-headers, --retry-schedule, --rate-limit, --max-in-flight, --ordering or --on-dead")
 			}
 			store, pool, err := a.openStore(cmd.Context(), &storeOpts{allowPrivateTargets: allowPrivate})
 			if err != nil {
@@ -96,6 +109,8 @@ func newSubscriptionsUpdateCommand(a *app) *cobra.Command {
 	flags.StringVar(&url, "url", "", "new receiver URL")
 	flags.StringVar(&events, "events", "", "new comma-separated event types")
 	flags.StringVar(&description, "description", "", "new description")
+	flags.StringArrayVar(&headers, "header", nil, "replace every custom header with these NAME=VALUE (repeatable); values are stored encrypted and never shown")
+	flags.BoolVar(&noHeaders, "no-headers", false, "remove every custom header")
 	flags.StringVar(&retrySchedule, "retry-schedule", "", "new waits between attempts, or 'default' for the daemon's")
 	flags.IntVar(&rateLimit, "rate-limit", 0, "deliveries per second across every daemon; 0 removes the limit")
 	flags.IntVar(&maxInFlight, "max-in-flight", 0, "deliveries in flight at once across every daemon; 0 returns to each daemon's default cap")

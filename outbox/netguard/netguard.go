@@ -4,11 +4,42 @@
 // dials, so DNS rebinding cannot turn an accepted hostname into a request to
 // loopback, a private network or a cloud metadata service.
 //
-// Blocked by default: unspecified, loopback, RFC 1918 private, link-local (which
-// holds 169.254.169.254), CGNAT, IETF special-purpose, documentation, benchmarking,
-// multicast and reserved IPv4 ranges; their IPv6 counterparts (loopback, ULA,
-// link-local, site-local, multicast, documentation, discard, 6to4, Teredo, NAT64);
-// and IPv4-mapped or IPv4-compatible IPv6 forms of any blocked IPv4 address.
+// A webhook goes only to a globally reachable unicast address. The blocked list
+// follows IANA's IPv4 and IPv6 Special-Purpose Address Registries and IPv6
+// Address Space registry; by family, and why:
+//
+//   - This machine and its networks: unspecified and "this network" (0.0.0.0/8,
+//     ::/128; Linux connects 0.0.0.0 to the local host), loopback (127.0.0.0/8,
+//     ::1), RFC 1918 private and IPv6 unique local (fc00::/7), carrier-grade NAT
+//     shared space (100.64.0.0/10), link-local (169.254.0.0/16, which holds the
+//     cloud metadata service 169.254.169.254, and fe80::/10) and the deprecated
+//     site-local fec0::/10. These reach the daemon's own host or the networks
+//     behind it: the targets of an SSRF attack.
+//   - Not unicast: multicast (224.0.0.0/4, ff00::/8) and limited broadcast
+//     (255.255.255.255).
+//   - Not routed on the Internet: documentation (192.0.2.0/24, 198.51.100.0/24,
+//     203.0.113.0/24, 2001:db8::/32, 3fff::/20), benchmarking (198.18.0.0/15,
+//     2001:2::/48), reserved class E (240.0.0.0/4), discard-only and dummy
+//     prefixes (100::/64, 100:0:0:1::/64), SRv6 segment identifiers (5f00::/16)
+//     and every IPv6 address outside 2000::/3, the only space IANA allocates
+//     for global unicast. Such an address reaches something only on a local
+//     network, which is where it must not reach.
+//   - IPv4 carried in IPv6: an IPv4-mapped address (::ffff:a.b.c.d) is the IPv4
+//     address itself to the operating system, so it is unmapped and judged (and
+//     allowed) as that address. The deprecated IPv4-compatible (::/96) and the
+//     SIIT IPv4-translated (::ffff:0:a.b.c.d, RFC 2765 and 6145) forms, NAT64
+//     (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16, with its relay anycast
+//     192.88.99.0/24) and Teredo (2001::/32) are blocked whatever IPv4 address
+//     they carry: a translator or relay on the path decides where they go, and
+//     it may well turn them into a loopback or private IPv4 address.
+//   - Protocol infrastructure that is not a webhook receiver, even where IANA
+//     marks it globally reachable: the IETF protocol assignments 192.0.0.0/24
+//     (DS-Lite, NAT64 discovery, PCP and TURN anycast) and 2001::/23 (PCP, TURN
+//     and DNS-SD anycast, AMT, ORCHID and drone identifiers), the AS112 DNS
+//     sinks (192.31.196.0/24, 192.175.48.0/24, 2001:4:112::/48,
+//     2620:4f:8000::/48) and AMT relays (192.52.193.0/24). Anycast services like
+//     PCP answer from the nearest box, often the local gateway.
+//
 // Guard.Allow, a list of CIDR prefixes, is the only way to reach such addresses;
 // it is empty by default and meant for development and tests.
 package netguard
@@ -26,6 +57,8 @@ import (
 
 // blockedPrefixes are never dialled unless a Guard allows them explicitly.
 var blockedPrefixes = func() []blockedPrefix {
+	// The first prefix that contains an address gives the reason, so narrower
+	// entries come before the ranges that hold them.
 	list := []struct{ cidr, reason string }{
 		{"0.0.0.0/8", "this-network"},
 		{"10.0.0.0/8", "private"},
@@ -35,27 +68,50 @@ var blockedPrefixes = func() []blockedPrefix {
 		{"172.16.0.0/12", "private"},
 		{"192.0.0.0/24", "IETF protocol assignments"},
 		{"192.0.2.0/24", "documentation"},
+		{"192.31.196.0/24", "AS112 DNS sink"},
+		{"192.52.193.0/24", "AMT relay anycast"},
 		{"192.88.99.0/24", "6to4 relay anycast"},
 		{"192.168.0.0/16", "private"},
+		{"192.175.48.0/24", "AS112 DNS sink"},
 		{"198.18.0.0/15", "benchmarking"},
 		{"198.51.100.0/24", "documentation"},
 		{"203.0.113.0/24", "documentation"},
 		{"224.0.0.0/4", "multicast"},
+		{"255.255.255.255/32", "limited broadcast"},
 		{"240.0.0.0/4", "reserved"},
+
 		{"::/128", "unspecified"},
 		{"::1/128", "loopback"},
-		{"::/96", "IPv4-compatible"},
+		{"::ffff:0:0:0/96", "IPv4-translated (SIIT)"},
+		{"::/96", "IPv4-compatible (deprecated)"},
 		{"64:ff9b::/96", "NAT64"},
-		{"64:ff9b:1::/48", "NAT64"},
+		{"64:ff9b:1::/48", "NAT64 (local use)"},
 		{"100::/64", "discard-only"},
-		{"2001::/23", "IETF protocol assignments (Teredo)"},
+		{"100:0:0:1::/64", "dummy"},
+		{"2001::/32", "Teredo"},
+		{"2001:1::1/128", "PCP anycast"},
+		{"2001:1::2/128", "TURN anycast"},
+		{"2001:1::3/128", "DNS-SD SRP anycast"},
+		{"2001:2::/48", "benchmarking"},
+		{"2001:3::/32", "AMT"},
+		{"2001:4:112::/48", "AS112 DNS sink"},
+		{"2001:10::/28", "ORCHID (deprecated)"},
+		{"2001:20::/28", "ORCHIDv2"},
+		{"2001:30::/28", "drone remote ID (DET)"},
+		{"2001::/23", "IETF protocol assignments"},
 		{"2001:db8::/32", "documentation"},
 		{"2002::/16", "6to4"},
+		{"2620:4f:8000::/48", "AS112 DNS sink"},
 		{"3fff::/20", "documentation"},
+		{"5f00::/16", "SRv6 segment identifier"},
 		{"fc00::/7", "unique local (private)"},
 		{"fe80::/10", "link-local"},
-		{"fec0::/10", "site-local"},
+		{"fec0::/10", "site-local (deprecated)"},
 		{"ff00::/8", "multicast"},
+		// Everything else outside 2000::/3, the global unicast space.
+		{"::/3", "reserved"},
+		{"4000::/2", "reserved"},
+		{"8000::/1", "reserved"},
 	}
 	prefixes := make([]blockedPrefix, len(list))
 	for i, p := range list {
@@ -81,7 +137,19 @@ func (e *BlockedError) Error() string {
 	if e.Host != "" && e.Host != target {
 		target = fmt.Sprintf("%s (%s)", e.Host, e.Addr)
 	}
-	return fmt.Sprintf("%s is a %s address; outboxd does not send webhooks there unless it is in --allow-private-targets", target, e.Reason)
+	return fmt.Sprintf("%s is %s %s address; outboxd does not send webhooks there unless it is in --allow-private-targets", target, article(e.Reason), e.Reason)
+}
+
+// article is "an" before a reason that starts with a vowel sound, else "a".
+func article(word string) string {
+	lower := strings.ToLower(word)
+	switch {
+	case strings.HasPrefix(lower, "uni"):
+		return "a"
+	case lower != "" && strings.ContainsRune("aeiou", rune(lower[0])):
+		return "an"
+	}
+	return "a"
 }
 
 // ErrBlockedAddress matches every *BlockedError with errors.Is.

@@ -6,6 +6,8 @@ SELECT
     s.url,
     s.enabled,
     s.headers,
+    s.headers_key_id,
+    s.headers_ciphertext,
     s.retry_schedule_ms,
     s.rate_limit_per_second,
     s.max_in_flight,

@@ -1,5 +1,5 @@
 -- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second,
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, retry_schedule_ms, agent_webhook, rate_limit_per_second,
     max_in_flight, ordering, on_dead)
 VALUES (
     sqlc.narg(organization_id),
@@ -7,7 +7,6 @@ VALUES (
     @url,
     @event_types::text[],
     @description,
-    @headers::jsonb,
     sqlc.narg(retry_schedule_ms)::bigint[],
     @agent_webhook,
     sqlc.narg(rate_limit_per_second)::integer,
@@ -16,6 +15,16 @@ VALUES (
     @on_dead
 )
 RETURNING *;
+
+-- name: SubscriptionHeadersSet :exec
+-- Replaces a subscription's custom headers: their names, and their values sealed
+-- (both NULL when there are none). A plaintext copy from before migration 7 goes.
+UPDATE outbox.subscriptions
+SET header_names = @header_names::text[],
+    headers_key_id = sqlc.narg(key_id)::text,
+    headers_ciphertext = sqlc.narg(ciphertext)::bytea,
+    headers = '{}'
+WHERE id = @id;
 
 -- name: SubscriptionSecretInsert :exec
 INSERT INTO outbox.subscription_secrets (subscription_id, key_id, ciphertext, expires_at)
@@ -52,7 +61,6 @@ UPDATE outbox.subscriptions
 SET url = @url,
     event_types = @event_types::text[],
     description = @description,
-    headers = @headers::jsonb,
     retry_schedule_ms = sqlc.narg(retry_schedule_ms)::bigint[],
     rate_limit_per_second = sqlc.narg(rate_limit_per_second)::integer,
     max_in_flight = sqlc.narg(max_in_flight)::integer,

@@ -223,6 +223,8 @@ SELECT
     s.url,
     s.enabled,
     s.headers,
+    s.headers_key_id,
+    s.headers_ciphertext,
     s.retry_schedule_ms,
     s.rate_limit_per_second,
     s.max_in_flight,
@@ -266,6 +268,8 @@ type DeliveryTargetRow struct {
 	Url                        string
 	Enabled                    bool
 	Headers                    json.RawMessage
+	HeadersKeyID               *string
+	HeadersCiphertext          []byte
 	RetryScheduleMs            []int64
 	RateLimitPerSecond         *int32
 	MaxInFlight                *int32
@@ -295,6 +299,8 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 		&i.Url,
 		&i.Enabled,
 		&i.Headers,
+		&i.HeadersKeyID,
+		&i.HeadersCiphertext,
 		&i.RetryScheduleMs,
 		&i.RateLimitPerSecond,
 		&i.MaxInFlight,

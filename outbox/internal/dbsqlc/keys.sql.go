@@ -7,7 +7,186 @@ package dbsqlc
 
 import (
 	"context"
+	"encoding/json"
 )
+
+const headersCountByKey = `-- name: HeadersCountByKey :many
+SELECT (CASE WHEN headers <> '{}' THEN '' ELSE headers_key_id END)::text AS key_id, count(*)::bigint AS subscriptions
+FROM outbox.subscriptions
+WHERE headers_key_id IS NOT NULL OR headers <> '{}'
+GROUP BY 1
+ORDER BY 1
+`
+
+type HeadersCountByKeyRow struct {
+	KeyID         string
+	Subscriptions int64
+}
+
+// Subscriptions with custom header values, by the key that sealed them; an
+// empty key id counts those still in plaintext (which win over a ciphertext).
+func (q *Queries) HeadersCountByKey(ctx context.Context, db DBTX) ([]*HeadersCountByKeyRow, error) {
+	rows, err := db.Query(ctx, headersCountByKey)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*HeadersCountByKeyRow
+	for rows.Next() {
+		var i HeadersCountByKeyRow
+		if err := rows.Scan(&i.KeyID, &i.Subscriptions); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const headersPlaintextToSeal = `-- name: HeadersPlaintextToSeal :many
+SELECT id, headers
+FROM outbox.subscriptions
+WHERE headers <> '{}'
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+`
+
+type HeadersPlaintextToSealRow struct {
+	ID      string
+	Headers json.RawMessage
+}
+
+// A batch of subscriptions whose custom header values are still in plaintext,
+// written before migration 7 (or by an older daemon during an upgrade).
+func (q *Queries) HeadersPlaintextToSeal(ctx context.Context, db DBTX, max int32) ([]*HeadersPlaintextToSealRow, error) {
+	rows, err := db.Query(ctx, headersPlaintextToSeal, max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*HeadersPlaintextToSealRow
+	for rows.Next() {
+		var i HeadersPlaintextToSealRow
+		if err := rows.Scan(&i.ID, &i.Headers); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const headersToReseal = `-- name: HeadersToReseal :many
+SELECT id, headers, headers_key_id, headers_ciphertext
+FROM outbox.subscriptions
+WHERE headers <> '{}' OR headers_key_id <> $1::text
+ORDER BY id
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+`
+
+type HeadersToResealParams struct {
+	CurrentKeyID string
+	Max          int32
+}
+
+type HeadersToResealRow struct {
+	ID                string
+	Headers           json.RawMessage
+	HeadersKeyID      *string
+	HeadersCiphertext []byte
+}
+
+// A batch of subscriptions whose custom header values are sealed under another
+// key than the current one, or still in plaintext from before migration 7.
+func (q *Queries) HeadersToReseal(ctx context.Context, db DBTX, arg *HeadersToResealParams) ([]*HeadersToResealRow, error) {
+	rows, err := db.Query(ctx, headersToReseal, arg.CurrentKeyID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*HeadersToResealRow
+	for rows.Next() {
+		var i HeadersToResealRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Headers,
+			&i.HeadersKeyID,
+			&i.HeadersCiphertext,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const headersToUnseal = `-- name: HeadersToUnseal :many
+SELECT id, headers, headers_key_id, headers_ciphertext
+FROM outbox.subscriptions
+WHERE headers_ciphertext IS NOT NULL
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+`
+
+type HeadersToUnsealRow struct {
+	ID                string
+	Headers           json.RawMessage
+	HeadersKeyID      *string
+	HeadersCiphertext []byte
+}
+
+// A batch of subscriptions with sealed header values, for a downgrade below
+// migration 7, which keeps them in plaintext.
+func (q *Queries) HeadersToUnseal(ctx context.Context, db DBTX, max int32) ([]*HeadersToUnsealRow, error) {
+	rows, err := db.Query(ctx, headersToUnseal, max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*HeadersToUnsealRow
+	for rows.Next() {
+		var i HeadersToUnsealRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Headers,
+			&i.HeadersKeyID,
+			&i.HeadersCiphertext,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const headersUnseal = `-- name: HeadersUnseal :exec
+UPDATE outbox.subscriptions
+SET headers = $1::jsonb, headers_key_id = NULL, headers_ciphertext = NULL
+WHERE id = $2
+`
+
+type HeadersUnsealParams struct {
+	Headers json.RawMessage
+	ID      string
+}
+
+func (q *Queries) HeadersUnseal(ctx context.Context, db DBTX, arg *HeadersUnsealParams) error {
+	_, err := db.Exec(ctx, headersUnseal, arg.Headers, arg.ID)
+	return err
+}
 
 const secretReseal = `-- name: SecretReseal :exec
 UPDATE outbox.subscription_secrets SET key_id = $1, ciphertext = $2 WHERE id = $3

@@ -152,6 +152,9 @@ type OutboxSubscription struct {
 	FailureStreak      int32
 	FailingSince       *time.Time
 	CircuitOpenUntil   *time.Time
+	HeaderNames        []string
+	HeadersKeyID       *string
+	HeadersCiphertext  []byte
 }
 
 type OutboxSubscriptionSecret struct {

@@ -7,12 +7,11 @@ package dbsqlc
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 )
 
 const agentWebhookGet = `-- name: AgentWebhookGet :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until FROM outbox.subscriptions WHERE agent_id = $1 AND agent_webhook
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until, header_names, headers_key_id, headers_ciphertext FROM outbox.subscriptions WHERE agent_id = $1 AND agent_webhook
 `
 
 func (q *Queries) AgentWebhookGet(ctx context.Context, db DBTX, agentID *string) (*OutboxSubscription, error) {
@@ -41,6 +40,9 @@ func (q *Queries) AgentWebhookGet(ctx context.Context, db DBTX, agentID *string)
 		&i.FailureStreak,
 		&i.FailingSince,
 		&i.CircuitOpenUntil,
+		&i.HeaderNames,
+		&i.HeadersKeyID,
+		&i.HeadersCiphertext,
 	)
 	return &i, err
 }
@@ -261,7 +263,7 @@ func (q *Queries) SubscriptionFailureRecord(ctx context.Context, db DBTX, arg *S
 }
 
 const subscriptionGet = `-- name: SubscriptionGet :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until FROM outbox.subscriptions WHERE id = $1
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until, header_names, headers_key_id, headers_ciphertext FROM outbox.subscriptions WHERE id = $1
 `
 
 func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
@@ -290,12 +292,15 @@ func (q *Queries) SubscriptionGet(ctx context.Context, db DBTX, id string) (*Out
 		&i.FailureStreak,
 		&i.FailingSince,
 		&i.CircuitOpenUntil,
+		&i.HeaderNames,
+		&i.HeadersKeyID,
+		&i.HeadersCiphertext,
 	)
 	return &i, err
 }
 
 const subscriptionGetForUpdate = `-- name: SubscriptionGetForUpdate :one
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until FROM outbox.subscriptions WHERE id = $1 FOR UPDATE
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until, header_names, headers_key_id, headers_ciphertext FROM outbox.subscriptions WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) SubscriptionGetForUpdate(ctx context.Context, db DBTX, id string) (*OutboxSubscription, error) {
@@ -324,12 +329,43 @@ func (q *Queries) SubscriptionGetForUpdate(ctx context.Context, db DBTX, id stri
 		&i.FailureStreak,
 		&i.FailingSince,
 		&i.CircuitOpenUntil,
+		&i.HeaderNames,
+		&i.HeadersKeyID,
+		&i.HeadersCiphertext,
 	)
 	return &i, err
 }
 
+const subscriptionHeadersSet = `-- name: SubscriptionHeadersSet :exec
+UPDATE outbox.subscriptions
+SET header_names = $1::text[],
+    headers_key_id = $2::text,
+    headers_ciphertext = $3::bytea,
+    headers = '{}'
+WHERE id = $4
+`
+
+type SubscriptionHeadersSetParams struct {
+	HeaderNames []string
+	KeyID       *string
+	Ciphertext  []byte
+	ID          string
+}
+
+// Replaces a subscription's custom headers: their names, and their values sealed
+// (both NULL when there are none). A plaintext copy from before migration 7 goes.
+func (q *Queries) SubscriptionHeadersSet(ctx context.Context, db DBTX, arg *SubscriptionHeadersSetParams) error {
+	_, err := db.Exec(ctx, subscriptionHeadersSet,
+		arg.HeaderNames,
+		arg.KeyID,
+		arg.Ciphertext,
+		arg.ID,
+	)
+	return err
+}
+
 const subscriptionInsert = `-- name: SubscriptionInsert :one
-INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, headers, retry_schedule_ms, agent_webhook, rate_limit_per_second,
+INSERT INTO outbox.subscriptions (organization_id, agent_id, url, event_types, description, retry_schedule_ms, agent_webhook, rate_limit_per_second,
     max_in_flight, ordering, on_dead)
 VALUES (
     $1,
@@ -337,15 +373,14 @@ VALUES (
     $3,
     $4::text[],
     $5,
-    $6::jsonb,
-    $7::bigint[],
-    $8,
+    $6::bigint[],
+    $7,
+    $8::integer,
     $9::integer,
-    $10::integer,
-    $11,
-    $12
+    $10,
+    $11
 )
-RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until, header_names, headers_key_id, headers_ciphertext
 `
 
 type SubscriptionInsertParams struct {
@@ -354,7 +389,6 @@ type SubscriptionInsertParams struct {
 	Url                string
 	EventTypes         []string
 	Description        string
-	Headers            json.RawMessage
 	RetryScheduleMs    []int64
 	AgentWebhook       bool
 	RateLimitPerSecond *int32
@@ -370,7 +404,6 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		arg.Url,
 		arg.EventTypes,
 		arg.Description,
-		arg.Headers,
 		arg.RetryScheduleMs,
 		arg.AgentWebhook,
 		arg.RateLimitPerSecond,
@@ -402,12 +435,15 @@ func (q *Queries) SubscriptionInsert(ctx context.Context, db DBTX, arg *Subscrip
 		&i.FailureStreak,
 		&i.FailingSince,
 		&i.CircuitOpenUntil,
+		&i.HeaderNames,
+		&i.HeadersKeyID,
+		&i.HeadersCiphertext,
 	)
 	return &i, err
 }
 
 const subscriptionList = `-- name: SubscriptionList :many
-SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until, header_names, headers_key_id, headers_ciphertext
 FROM outbox.subscriptions
 WHERE ($1::text IS NULL OR agent_id = $1)
     AND ($2::text IS NULL OR organization_id = $2)
@@ -463,6 +499,9 @@ func (q *Queries) SubscriptionList(ctx context.Context, db DBTX, arg *Subscripti
 			&i.FailureStreak,
 			&i.FailingSince,
 			&i.CircuitOpenUntil,
+			&i.HeaderNames,
+			&i.HeadersKeyID,
+			&i.HeadersCiphertext,
 		); err != nil {
 			return nil, err
 		}
@@ -530,22 +569,20 @@ UPDATE outbox.subscriptions
 SET url = $1,
     event_types = $2::text[],
     description = $3,
-    headers = $4::jsonb,
-    retry_schedule_ms = $5::bigint[],
-    rate_limit_per_second = $6::integer,
-    max_in_flight = $7::integer,
-    ordering = $8,
-    on_dead = $9,
+    retry_schedule_ms = $4::bigint[],
+    rate_limit_per_second = $5::integer,
+    max_in_flight = $6::integer,
+    ordering = $7,
+    on_dead = $8,
     updated_at = now()
-WHERE id = $10
-RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until
+WHERE id = $9
+RETURNING id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until, header_names, headers_key_id, headers_ciphertext
 `
 
 type SubscriptionUpdateParams struct {
 	Url                string
 	EventTypes         []string
 	Description        string
-	Headers            json.RawMessage
 	RetryScheduleMs    []int64
 	RateLimitPerSecond *int32
 	MaxInFlight        *int32
@@ -561,7 +598,6 @@ func (q *Queries) SubscriptionUpdate(ctx context.Context, db DBTX, arg *Subscrip
 		arg.Url,
 		arg.EventTypes,
 		arg.Description,
-		arg.Headers,
 		arg.RetryScheduleMs,
 		arg.RateLimitPerSecond,
 		arg.MaxInFlight,
@@ -593,6 +629,9 @@ func (q *Queries) SubscriptionUpdate(ctx context.Context, db DBTX, arg *Subscrip
 		&i.FailureStreak,
 		&i.FailingSince,
 		&i.CircuitOpenUntil,
+		&i.HeaderNames,
+		&i.HeadersKeyID,
+		&i.HeadersCiphertext,
 	)
 	return &i, err
 }
