@@ -108,7 +108,7 @@ func TestSubscriptionsCommands(t *testing.T) {
 	// Loopback needs the allow-list; so do the other special ranges.
 	res := b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/hook")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, "outboxd: url: 127.0.0.1 is a loopback address")
+	require.Contains(t, res.stderr, "outboxd: --url: 127.0.0.1 is a loopback address")
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://169.254.169.254/latest")
 	require.Equal(t, 1, res.code)
 	require.Contains(t, res.stderr, "link-local (cloud metadata)")
@@ -117,7 +117,7 @@ func TestSubscriptionsCommands(t *testing.T) {
 	require.Contains(t, res.stderr, `scheme must be http or https, not "ftp"`)
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/", "--allow-private-targets", "127.0.0.0/8", "--events", "Agent.Step")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, `outboxd: event_types: "Agent.Step" is not an event type`)
+	require.Contains(t, res.stderr, `outboxd: --events: "Agent.Step" is not an event type`)
 
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/hook", "--allow-private-targets", "127.0.0.0/8",
 		"--events", "agent.step.*,agent.run.completed", "--agent", "agent-1", "--retry-schedule", "1s,5s", "--json")
@@ -147,10 +147,10 @@ func TestSubscriptionsCommands(t *testing.T) {
 	require.Contains(t, res.stdout, "ordering:        agent (on dead: skip)")
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/x", "--allow-private-targets", "127.0.0.0/8", "--ordering", "sideways")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, `outboxd: ordering: "sideways" is not an ordering: none or agent`)
+	require.Contains(t, res.stderr, `outboxd: --ordering: "sideways" is not an ordering: none or agent`)
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/x", "--allow-private-targets", "127.0.0.0/8", "--on-dead", "retry")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, `outboxd: on_dead: "retry" is not a choice: block or skip`)
+	require.Contains(t, res.stderr, `outboxd: --on-dead: "retry" is not a choice: block or skip`)
 
 	// A given secret is kept; the human output shows it once.
 	secret := "whsec_" + strings.Repeat("QUJD", 8)
@@ -165,9 +165,11 @@ func TestSubscriptionsCommands(t *testing.T) {
 	res = b.run(t, "", "subscriptions", "list", "--agent", "agent-1", "--json")
 	require.Equal(t, 0, res.code, res.stderr)
 	require.NotContains(t, res.stdout, "whsec_")
-	var listed []map[string]any
+	var listed struct {
+		Data []map[string]any `json:"data"`
+	}
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &listed))
-	require.Len(t, listed, 1)
+	require.Len(t, listed.Data, 1)
 
 	res = b.run(t, "", "subscriptions", "delete", created.ID)
 	require.Equal(t, 0, res.code, res.stderr)
@@ -220,9 +222,9 @@ func TestPublishCommand(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--type", "Agent.Step"}, `outboxd: type: invalid event type 'Agent.Step' (An event type is two or more dot-separated words`},
-		{[]string{"--type", "agent.step.completed", "--data", "[1,2]"}, "outboxd: payload: event payload must be a JSON object, not array"},
-		{[]string{"--type", "agent.step.completed", "--data", "{oops"}, "outboxd: payload: not valid JSON"},
+		{[]string{"--type", "Agent.Step"}, `outboxd: --type: invalid event type 'Agent.Step' (An event type is two or more dot-separated words`},
+		{[]string{"--type", "agent.step.completed", "--data", "[1,2]"}, "outboxd: --data: event payload must be a JSON object, not array"},
+		{[]string{"--type", "agent.step.completed", "--data", "{oops"}, "outboxd: --data: not valid JSON"},
 	} {
 		res := b.run(t, "", append([]string{"publish"}, bad.args...)...)
 		require.Equal(t, 1, res.code, bad.args)
@@ -244,7 +246,7 @@ func TestDeliveriesListCommand(t *testing.T) {
 
 	res = b.run(t, "", "deliveries", "list", "--json", "--state", "dead")
 	require.Equal(t, 0, res.code, res.stderr)
-	require.Equal(t, "[]\n", res.stdout)
+	require.JSONEq(t, `{"data": [], "next_cursor": null}`, res.stdout)
 }
 
 func TestListenVerifiesAndPrints(t *testing.T) {
