@@ -53,7 +53,8 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"subscriptions", "create"}, `required flag(s) "url" not set`},
 		{[]string{"migrate", "status", "--schema", "Bad-Name", "--database-url", "postgres://x@127.0.0.1/x"}, `schema "Bad-Name": use lower-case letters`},
 		{[]string{"migrate", "status", "--schema", "select", "--database-url", "postgres://x@127.0.0.1/x"}, `schema "select" is a reserved SQL word`},
-		{[]string{"migrate", "down", "--all"}, "add --yes to confirm"},
+		{[]string{"migrate", "down", "--steps", "0"}, "--steps: 0; roll back at least 1 migration"},
+		{[]string{"migrate", "down", "--all", "--steps", "2"}, "--steps and --all: choose one"},
 		{[]string{"listen", "--port", "0"}, "--secret is required"},
 		{[]string{"listen", "--port", "0", "--secret", "nope"}, `--secret: secret must start with "whsec_"`},
 		{[]string{"nonsense"}, `unknown command "nonsense"`},
@@ -97,7 +98,7 @@ func TestMigrate(t *testing.T) {
 
 	res = runCLI(t, env, "", "migrate", "down", "--all", "--yes")
 	require.Equal(t, 0, res.code, res.stderr)
-	require.Contains(t, res.stdout, "now at River 0, outboxd 0")
+	require.Contains(t, res.stdout, "Dropped schema "+env["OUTBOXD_SCHEMA"]+": nothing else was in it.")
 }
 
 func TestSubscriptionsCommands(t *testing.T) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +45,14 @@ type app struct {
 	stdin     io.Reader
 	stdout    io.Writer
 	stderr    io.Writer
+
+	// stdinIsTerminal reports whether a person can answer a question on stdin.
+	// Nil means no.
+	stdinIsTerminal func() bool
+
+	// applicationName is the Postgres application_name of connect's connections;
+	// empty means "outboxd".
+	applicationName string
 
 	databaseURL string
 	schema      string
@@ -296,7 +306,7 @@ func (a *app) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if !strings.Contains(a.databaseURL, "pool_max_conns") {
 		config.MaxConns = poolMaxConnsDefault
 	}
-	config.ConnConfig.RuntimeParams["application_name"] = "outboxd"
+	config.ConnConfig.RuntimeParams["application_name"] = cmp.Or(a.applicationName, "outboxd")
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -397,7 +407,32 @@ func newVersionCommand(a *app) *cobra.Command {
 
 // osApp is the app for the real process.
 func osApp() *app {
-	return &app{lookupEnv: os.LookupEnv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	return &app{lookupEnv: os.LookupEnv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, stdinIsTerminal: func() bool {
+		info, err := os.Stdin.Stat()
+		return err == nil && info.Mode()&os.ModeCharDevice != 0
+	}}
+}
+
+// confirm asks a person to confirm a destructive step (what) on the terminal. yes
+// (--yes) confirms without asking; without it, where stdin is not a terminal,
+// confirm refuses.
+func (a *app) confirm(question, what string, yes bool) error {
+	if yes {
+		return nil
+	}
+	if a.stdinIsTerminal == nil || !a.stdinIsTerminal() {
+		return fmt.Errorf("%s: pass --yes to confirm (stdin is not a terminal, so outboxd cannot ask)", what)
+	}
+	fmt.Fprintf(a.stderr, "%s [y/N] ", question)
+	answer, err := bufio.NewReader(a.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read the answer: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return errors.New("not confirmed: nothing was changed")
 }
 
 // adminTokens reads OUTBOXD_API_TOKEN (one token, or several separated by commas)
