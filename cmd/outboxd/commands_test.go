@@ -176,6 +176,7 @@ func TestValidationErrorsNameTheFlag(t *testing.T) {
 		{[]string{"subscriptions", "update", id, "--rate-limit", "-3"}, "outboxd: subscription " + id + ": --rate-limit: deliveries per second"},
 		{[]string{"subscriptions", "rotate-secret", id, "--grace", "200h"}, "outboxd: subscription " + id + ": --grace: must be more than 0"},
 		{[]string{"agents", "webhook", "set", "agent-9", "--url", "https://93.184.216.34/", "--events", "Agent.Step"}, `outboxd: agent agent-9: --events: "Agent.Step" is not an event type`},
+		{[]string{"agents", "webhook", "set", "", "--url", "https://93.184.216.34/"}, "outboxd: agent : AGENT_ID: required"},
 		{[]string{"publish", "--type", "Agent.Step"}, "outboxd: --type: invalid event type 'Agent.Step'"},
 		{[]string{"publish", "--type", "agent.step.completed", "--data", "[1,2]"}, "outboxd: --data: event payload must be a JSON object, not array"},
 		{[]string{"publish", "--type", "agent.step.completed", "--agent", strings.Repeat("a", 300)}, "outboxd: --agent: "},

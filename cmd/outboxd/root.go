@@ -253,7 +253,8 @@ var fieldFlags = map[string]string{
 }
 
 // nameFlags rewrites a validation error to name the flag that was at fault
-// (--events) instead of the library's field (event_types), when cmd has that flag.
+// (--events) instead of the library's field (event_types), when cmd has that
+// flag, or the argument (AGENT_ID) when its usage line names one so.
 func nameFlags(cmd *cobra.Command, err error) string {
 	msg := err.Error()
 	var invalid *outbox.ValidationError
@@ -264,11 +265,15 @@ func nameFlags(cmd *cobra.Command, err error) string {
 	if name == "" {
 		name = strings.ReplaceAll(invalid.Field, "_", "-")
 	}
-	if cmd.Flags().Lookup(name) == nil {
+	renamed := *invalid
+	switch {
+	case cmd.Flags().Lookup(name) != nil:
+		renamed.Field = "--" + name
+	case slices.Contains(strings.Fields(cmd.Use), strings.ToUpper(invalid.Field)):
+		renamed.Field = strings.ToUpper(invalid.Field) // an argument, as the usage line names it
+	default:
 		return msg
 	}
-	renamed := *invalid
-	renamed.Field = "--" + name
 	return strings.Replace(msg, invalid.Error(), renamed.Error(), 1)
 }
 
