@@ -43,6 +43,10 @@ generate/check: generate ## fail if the committed generated code is not what sql
 	@git diff --exit-code -- outbox/internal/dbsqlc || { echo "outbox/internal/dbsqlc is stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- outbox/internal/dbsqlc)" || { echo "sqlc made new files: run make generate and commit"; exit 1; }
 
+.PHONY: docs
+docs: ## regenerate docs/api.md from outbox/httpapi/openapi.json (make test fails when it is stale)
+	go generate ./outbox/httpapi/apidoc
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin

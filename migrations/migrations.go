@@ -20,12 +20,16 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -99,6 +103,13 @@ type Versions struct {
 	OutboxdDirty   bool `json:"outboxd_dirty"`
 }
 
+// Behind reports whether the schema lacks a migration this build has (or one
+// failed part way): the daemon cannot run on it. A schema ahead of this build,
+// migrated by a newer outboxd during a rolling upgrade, is not behind.
+func (v *Versions) Behind() bool {
+	return v.RiverCurrent < v.RiverLatest || v.OutboxdCurrent < v.OutboxdLatest || v.OutboxdDirty
+}
+
 // UpToDate reports whether both lines are at their latest version.
 func (v *Versions) UpToDate() bool {
 	return v.RiverCurrent == v.RiverLatest && v.OutboxdCurrent == v.OutboxdLatest && !v.OutboxdDirty
@@ -118,6 +129,10 @@ type Result struct {
 	// past migration 7.
 	HeadersUnsealed int64 `json:"headers_unsealed,omitempty"`
 
+	// SchemaDropped is set when Down with All dropped the schema itself;
+	// SchemaKept says why it did not (it holds other objects, or is public).
+	SchemaDropped bool   `json:"schema_dropped"`
+	SchemaKept    string `json:"schema_kept,omitempty"`
 	Versions
 }
 
@@ -125,7 +140,40 @@ type Result struct {
 // encrypted.
 const headersSealedVersion = 7
 
+// Migration is one migration of one line.
+type Migration struct {
+	Line    string `json:"line"` // LineOutboxd or LineRiver
+	Version int    `json:"version"`
+	Name    string `json:"name"`
+}
+
+// The two migration lines.
+const (
+	LineOutboxd = "outboxd"
+	LineRiver   = "river"
+)
+
+func (m Migration) String() string { return fmt.Sprintf("%s %d (%s)", m.Line, m.Version, m.Name) }
+
+// StepsError is Down asked to roll back more of outboxd's migrations than are
+// applied. Nothing was rolled back.
+type StepsError struct {
+	Schema    string
+	Requested int // the Steps asked for
+	Applied   int // outboxd migrations applied
+}
+
+func (e *StepsError) Error() string {
+	if e.Applied == 0 {
+		return fmt.Sprintf("nothing to undo: no outboxd migration is applied in schema %s", e.Schema)
+	}
+	return fmt.Sprintf("only %d outboxd migrations are applied in schema %s, so %d cannot be rolled back; nothing was changed",
+		e.Applied, e.Schema, e.Requested)
+}
+
 // Up creates the schema if needed and applies every pending migration, River's first.
+// A schema already migrated beyond this build (by a newer outboxd, during a rolling
+// upgrade) is left as it is.
 func (m *Migrator) Up(ctx context.Context) (*Result, error) {
 	result := &Result{}
 	err := m.locked(ctx, func() error {
@@ -138,6 +186,15 @@ func (m *Migrator) Up(ctx context.Context) (*Result, error) {
 		}
 		for _, v := range riverRes.Versions {
 			result.River = append(result.River, v.Version)
+		}
+		current, err := m.withVersions(ctx, &Result{})
+		if err != nil {
+			return err
+		}
+		if current.OutboxdCurrent > current.OutboxdLatest {
+			m.logger.WarnContext(ctx, "the schema is newer than this outboxd: leaving it as it is",
+				slog.Int("outboxd_current", current.OutboxdCurrent), slog.Int("outboxd_latest", current.OutboxdLatest))
+			return nil
 		}
 		result.Outboxd, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Up() })
 		if err != nil {
@@ -214,29 +271,102 @@ func (m *Migrator) unsealHeaders(ctx context.Context, opts *DownOpts, result *Re
 // DownOpts says how far Down goes. A nil *DownOpts rolls back one outboxd migration.
 type DownOpts struct {
 	// Steps is how many of outboxd's own migrations to roll back. Defaults to 1.
+	// More than are applied is a *StepsError, and nothing is rolled back.
 	Steps int
 
 	// All rolls back every outboxd migration and then River's, removing every table
-	// outboxd created (and all their data). The schema itself is left.
+	// outboxd created (and all their data), and then drops the schema itself if
+	// nothing else is left in it (never public).
 	All bool
 }
 
-// Down rolls migrations back.
+// DownPlan is what Down would do.
+type DownPlan struct {
+	Schema string `json:"schema"`
+
+	// Migrations are rolled back in this order: outboxd's newest first, then
+	// (with All) River's.
+	Migrations []Migration `json:"migrations"`
+
+	// DropSchema is set with All on an existing schema other than public: Down
+	// drops it if nothing else is left in it.
+	DropSchema bool `json:"drop_schema"`
+
+	Versions
+}
+
+// PlanDown returns what Down(ctx, opts) would roll back, changing nothing. It
+// fails with a *StepsError as Down would.
+func (m *Migrator) PlanDown(ctx context.Context, opts *DownOpts) (*DownPlan, error) {
+	if opts == nil {
+		opts = &DownOpts{}
+	}
+	current, err := m.withVersions(ctx, &Result{})
+	if err != nil {
+		return nil, err
+	}
+	plan := &DownPlan{Schema: m.schema, Versions: current.Versions}
+	own, err := ownMigrations()
+	if err != nil {
+		return nil, err
+	}
+	applied := 0
+	for _, mg := range own {
+		if mg.Version <= current.OutboxdCurrent {
+			applied++
+		}
+	}
+	steps := applied
+	if !opts.All {
+		steps = max(opts.Steps, 1)
+		if steps > applied {
+			return nil, &StepsError{Schema: m.schema, Requested: steps, Applied: applied}
+		}
+	}
+	for i := applied - 1; i >= applied-steps; i-- {
+		plan.Migrations = append(plan.Migrations, own[i])
+	}
+	if opts.All {
+		river := m.river.AllVersions()
+		for i := len(river) - 1; i >= 0; i-- {
+			if river[i].Version <= current.RiverCurrent {
+				plan.Migrations = append(plan.Migrations, Migration{Line: LineRiver, Version: river[i].Version, Name: river[i].Name})
+			}
+		}
+		if m.schema != "public" {
+			if err := m.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", m.schema).Scan(&plan.DropSchema); err != nil {
+				return nil, fmt.Errorf("find schema %s: %w", m.schema, err)
+			}
+		}
+	}
+	return plan, nil
+}
+
+// Down rolls migrations back. Asked for more steps than are applied, it fails
+// with a *StepsError before it changes anything.
 func (m *Migrator) Down(ctx context.Context, opts *DownOpts) (*Result, error) {
 	if opts == nil {
 		opts = &DownOpts{}
 	}
 	result := &Result{}
 	err := m.locked(ctx, func() error {
+		plan, err := m.PlanDown(ctx, opts)
+		if err != nil {
+			return err
+		}
 		if err := m.unsealHeaders(ctx, opts, result); err != nil {
 			return err
 		}
-		var err error
-		if opts.All {
-			result.Outboxd, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Down() })
-			if err != nil {
+		if !opts.All {
+			result.Outboxd, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Steps(-len(plan.Migrations)) })
+			return err
+		}
+		if plan.OutboxdCurrent > 0 {
+			if result.Outboxd, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Down() }); err != nil {
 				return err
 			}
+		}
+		if plan.RiverCurrent > 0 {
 			riverRes, err := m.river.Migrate(ctx, rivermigrate.DirectionDown, &rivermigrate.MigrateOpts{TargetVersion: -1})
 			if err != nil {
 				return fmt.Errorf("river migrations: %w", err)
@@ -244,16 +374,112 @@ func (m *Migrator) Down(ctx context.Context, opts *DownOpts) (*Result, error) {
 			for _, v := range riverRes.Versions {
 				result.River = append(result.River, v.Version)
 			}
-			return nil
 		}
-		steps := max(opts.Steps, 1)
-		result.Outboxd, err = m.own(ctx, func(mg *migrate.Migrate) error { return mg.Steps(-steps) })
-		return err
+		// golang-migrate's bookkeeping table outlives the last down migration.
+		if _, err := m.pool.Exec(ctx, "DROP TABLE IF EXISTS "+m.schema+"."+MigrationsTable); err != nil {
+			return fmt.Errorf("drop %s: %w", MigrationsTable, err)
+		}
+		switch {
+		case m.schema == "public":
+			result.SchemaKept = "outboxd never drops the public schema"
+		case plan.DropSchema:
+			// RESTRICT: only if nothing else is in it.
+			_, err := m.pool.Exec(ctx, "DROP SCHEMA "+m.schema+" RESTRICT")
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr) && pgErr.Code == "2BP01": // dependent_objects_still_exist
+				result.SchemaKept = "it holds objects that are not outboxd's"
+			case err != nil:
+				return fmt.Errorf("drop schema %s: %w", m.schema, err)
+			default:
+				result.SchemaDropped = true
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return m.withVersions(ctx, result)
+}
+
+// DaemonApplicationName is the Postgres application_name a daemon's connections
+// carry, so that Activity can find daemons working on schema. instance tells
+// daemons apart (pid@host, say). Postgres keeps the first 63 bytes.
+func DaemonApplicationName(schema, instance string) string {
+	name := daemonApplicationPrefix(schema) + instance
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	return name
+}
+
+func daemonApplicationPrefix(schema string) string { return "outboxd run " + schema + " " }
+
+// Activity is what shows that daemons work on a schema.
+type Activity struct {
+	// Daemons are the daemons connected to the database for this schema, told
+	// apart by their application_name (DaemonApplicationName); Connections are
+	// their connections.
+	Daemons     int `json:"daemons"`
+	Connections int `json:"connections"`
+
+	// RiverLeader is the River client holding the schema's leader lease, held by
+	// a running daemon and renewed every few seconds; empty when none holds it.
+	// RiverLeaderUntil is when the lease runs out unless renewed.
+	RiverLeader      string     `json:"river_leader,omitempty"`
+	RiverLeaderUntil *time.Time `json:"river_leader_until,omitempty"`
+}
+
+// Running reports whether anything shows a daemon at work.
+func (a *Activity) Running() bool { return a.Daemons > 0 || a.RiverLeader != "" }
+
+// Activity looks for daemons working on the schema: connections that carry a
+// daemon's application_name (Postgres shows them to roles allowed to see them),
+// and River's leader lease, which a running daemon renews. It changes nothing.
+func (m *Migrator) Activity(ctx context.Context) (*Activity, error) {
+	activity := &Activity{}
+	err := m.pool.QueryRow(ctx, `SELECT count(DISTINCT application_name), count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND starts_with(application_name, $1) AND pid <> pg_backend_pid()`,
+		daemonApplicationPrefix(m.schema)).Scan(&activity.Daemons, &activity.Connections)
+	if err != nil {
+		return nil, fmt.Errorf("look for daemons: %w", err)
+	}
+	var exists bool
+	if err := m.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", m.schema+".river_leader").Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look for River's leader: %w", err)
+	}
+	if !exists {
+		return activity, nil
+	}
+	var until time.Time
+	err = m.pool.QueryRow(ctx, "SELECT leader_id, expires_at FROM "+m.schema+".river_leader WHERE expires_at > now() LIMIT 1").Scan(&activity.RiverLeader, &until)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("look for River's leader: %w", err)
+	default:
+		activity.RiverLeaderUntil = &until
+	}
+	return activity, nil
+}
+
+// Check reports whether the schema has every migration this build needs, without
+// changing anything: a daemon is not ready while it returns an error (someone
+// rolled the schema back under it). A schema ahead of this build is fine.
+func (m *Migrator) Check(ctx context.Context) error {
+	v, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case v.OutboxdDirty:
+		return fmt.Errorf("schema %s: outboxd migration %d failed part way (dirty); see `outboxd migrate status`", m.schema, v.OutboxdCurrent)
+	case v.Behind():
+		return fmt.Errorf("schema %s is at outboxd %d and River %d, but this outboxd needs outboxd %d and River %d: it was rolled back; run `outboxd migrate up`",
+			m.schema, v.OutboxdCurrent, v.RiverCurrent, v.OutboxdLatest, v.RiverLatest)
+	}
+	return nil
 }
 
 // Status returns both lines' versions. It changes nothing.
@@ -403,6 +629,25 @@ func (m *Migrator) own(ctx context.Context, op func(*migrate.Migrate) error) ([]
 	}
 	m.logger.DebugContext(ctx, "outboxd migrations", slog.Any("changed", changed), slog.Uint64("version", uint64(after)))
 	return changed, nil
+}
+
+// ownMigrations lists outboxd's migrations, oldest first.
+func ownMigrations() ([]Migration, error) {
+	names, err := fs.Glob(files, "*.up.sql")
+	if err != nil {
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
+	}
+	migrations := make([]Migration, 0, len(names))
+	for _, name := range names {
+		number, rest, ok := strings.Cut(strings.TrimSuffix(name, ".up.sql"), "_")
+		version, err := strconv.Atoi(number)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("embedded migration %s: not NNNNNN_name.up.sql", name)
+		}
+		migrations = append(migrations, Migration{Line: LineOutboxd, Version: version, Name: rest})
+	}
+	slices.SortFunc(migrations, func(a, b Migration) int { return a.Version - b.Version })
+	return migrations, nil
 }
 
 func latestOwnVersion() (int, error) {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -408,9 +411,11 @@ func TestDown(t *testing.T) {
 		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
 		require.Zero(t, res.OutboxdCurrent)
 
-		// Nothing left to roll back: an error, and nothing changes.
+		// Nothing left to roll back: a clear error, and nothing changes.
 		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: 1})
-		require.Error(t, err)
+		var stepsErr *migrations.StepsError
+		require.ErrorAs(t, err, &stepsErr)
+		require.Equal(t, "nothing to undo: no outboxd migration is applied in schema "+b.schema, err.Error())
 		status, err := b.migrator.Status(b.ctx)
 		require.NoError(t, err)
 		require.Zero(t, status.OutboxdCurrent)
@@ -431,7 +436,8 @@ func TestDown(t *testing.T) {
 		require.False(t, exists(b.ctx, t, b.schema+".events"))
 		require.False(t, exists(b.ctx, t, b.schema+".river_job"))
 		require.False(t, exists(b.ctx, t, b.schema+".river_migration"))
-		require.True(t, schemaExists(b.ctx, t, b.schema), "the schema itself stays")
+		require.True(t, res.SchemaDropped)
+		require.False(t, schemaExists(b.ctx, t, b.schema), "nothing else was in it, so the schema goes too")
 
 		status, err := b.migrator.Status(b.ctx)
 		require.NoError(t, err)
@@ -473,6 +479,73 @@ func TestDown(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, slices.IsSorted(seqs), "%v", seqs)
 		require.Len(t, slices.Compact(slices.Clone(seqs)), len(seqs), "no position is given twice: %v", seqs)
+	})
+
+	t.Run("TooManyStepsChangeNothing", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		_, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: 2})
+		require.NoError(t, err)
+		applied := b.up.OutboxdLatest - 2
+
+		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: applied + 5})
+		var stepsErr *migrations.StepsError
+		require.ErrorAs(t, err, &stepsErr)
+		require.Equal(t, &migrations.StepsError{Schema: b.schema, Requested: applied + 5, Applied: applied}, stepsErr)
+		require.Equal(t, fmt.Sprintf("only %d outboxd migrations are applied in schema %s, so %d cannot be rolled back; nothing was changed",
+			applied, b.schema, applied+5), err.Error())
+		status, err := b.migrator.Status(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, applied, status.OutboxdCurrent, "nothing was rolled back")
+		require.True(t, exists(b.ctx, t, b.schema+".events"))
+	})
+
+	t.Run("AllAfterStepsRemovesEverything", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		_, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		require.NoError(t, err)
+		require.True(t, exists(b.ctx, t, b.schema+"."+migrations.MigrationsTable))
+
+		plan, err := b.migrator.PlanDown(b.ctx, &migrations.DownOpts{All: true})
+		require.NoError(t, err)
+		require.Len(t, plan.Migrations, b.up.RiverLatest, "only River's are left")
+		require.True(t, plan.DropSchema)
+
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{All: true})
+		require.NoError(t, err)
+		require.Empty(t, res.Outboxd)
+		require.Equal(t, downFrom(b.up.RiverLatest), res.River)
+		require.True(t, res.SchemaDropped)
+		require.False(t, schemaExists(b.ctx, t, b.schema))
+
+		// And again, on nothing: nothing to do, no error.
+		res, err = b.migrator.Down(b.ctx, &migrations.DownOpts{All: true})
+		require.NoError(t, err)
+		require.Empty(t, res.Outboxd)
+		require.Empty(t, res.River)
+		require.False(t, res.SchemaDropped)
+		require.False(t, schemaExists(b.ctx, t, b.schema), "Down creates nothing")
+	})
+
+	t.Run("AllKeepsASchemaWithSomethingElse", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		_, err := b.pool.Exec(b.ctx, "CREATE TABLE "+b.schema+".mine (id int)")
+		require.NoError(t, err)
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{All: true})
+		require.NoError(t, err)
+		require.False(t, res.SchemaDropped)
+		require.Equal(t, "it holds objects that are not outboxd's", res.SchemaKept)
+		require.True(t, exists(b.ctx, t, b.schema+".mine"), "what is not outboxd's stays")
+		require.False(t, exists(b.ctx, t, b.schema+"."+migrations.MigrationsTable), "outboxd's bookkeeping goes")
+		var left int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname <> 'mine'`, b.schema).Scan(&left))
+		require.Zero(t, left, "none of outboxd's or River's relations are left")
 	})
 
 	t.Run("DataGoesWithIt", func(t *testing.T) {
@@ -641,4 +714,126 @@ func TestHeadersAcrossVersion7(t *testing.T) {
 		require.Equal(t, map[string]string{"Authorization": "Bearer sealed_h10_value"}, target.Headers)
 		require.Equal(t, []signing.Secret{created.Secret}, target.Secrets)
 	})
+}
+
+func TestPlanDown(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	schema := outboxtest.Schema(t)
+	m, err := migrations.New(outboxtest.Pool(t), &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	latest := outboxdLatest(t)
+
+	plan, err := m.PlanDown(ctx, nil)
+	require.NoError(t, err)
+	require.Equal(t, schema, plan.Schema)
+	require.Len(t, plan.Migrations, 1)
+	require.Equal(t, migrations.Migration{Line: "outboxd", Version: latest, Name: plan.Migrations[0].Name}, plan.Migrations[0])
+	require.NotEmpty(t, plan.Migrations[0].Name)
+	require.False(t, plan.DropSchema)
+
+	plan, err = m.PlanDown(ctx, &migrations.DownOpts{Steps: 2})
+	require.NoError(t, err)
+	require.Equal(t, []int{latest, latest - 1}, []int{plan.Migrations[0].Version, plan.Migrations[1].Version})
+	require.Equal(t, "outboxd 1 (core)", func() string {
+		all, err := m.PlanDown(ctx, &migrations.DownOpts{Steps: latest})
+		require.NoError(t, err)
+		return all.Migrations[latest-1].String()
+	}())
+
+	plan, err = m.PlanDown(ctx, &migrations.DownOpts{All: true})
+	require.NoError(t, err)
+	require.Len(t, plan.Migrations, latest+plan.RiverLatest, "every migration of both lines")
+	require.Equal(t, "outboxd", plan.Migrations[0].Line)
+	require.Equal(t, migrations.Migration{Line: "river", Version: 1, Name: "create river migration"}, plan.Migrations[len(plan.Migrations)-1])
+	require.True(t, plan.DropSchema)
+
+	_, err = m.PlanDown(ctx, &migrations.DownOpts{Steps: latest + 1})
+	require.ErrorAs(t, err, new(*migrations.StepsError))
+
+	status, err := m.Status(ctx)
+	require.NoError(t, err)
+	require.True(t, status.UpToDate(), "planning changes nothing")
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	schema := outboxtest.Schema(t)
+	m, err := migrations.New(outboxtest.Pool(t), &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, m.Check(ctx))
+
+	_, err = m.Down(ctx, nil)
+	require.NoError(t, err)
+	latest := outboxdLatest(t)
+	require.EqualError(t, m.Check(ctx), fmt.Sprintf("schema %s is at outboxd %d and River 8, but this outboxd needs outboxd %d and River 8: "+
+		"it was rolled back; run `outboxd migrate up`", schema, latest-1, latest))
+
+	_, err = m.Down(ctx, &migrations.DownOpts{All: true})
+	require.NoError(t, err)
+	require.ErrorContains(t, m.Check(ctx), "is at outboxd 0 and River 0")
+
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	require.NoError(t, m.Check(ctx))
+}
+
+func TestUpLeavesANewerSchemaAlone(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	schema := outboxtest.Schema(t)
+	pool := outboxtest.Pool(t)
+	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	latest := outboxdLatest(t)
+
+	// As a newer outboxd would leave it, during a rolling upgrade.
+	_, err = pool.Exec(ctx, "UPDATE "+schema+"."+migrations.MigrationsTable+" SET version = $1", latest+1)
+	require.NoError(t, err)
+	res, err := m.Up(ctx)
+	require.NoError(t, err, "an older daemon's run --migrate must still start")
+	require.Empty(t, res.Outboxd)
+	require.Equal(t, latest+1, res.OutboxdCurrent)
+	require.NoError(t, m.Check(ctx), "a newer schema has everything this build needs")
+}
+
+func TestActivity(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	schema := outboxtest.Schema(t)
+	m, err := migrations.New(outboxtest.Pool(t), &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+
+	activity, err := m.Activity(ctx)
+	require.NoError(t, err)
+	require.Equal(t, &migrations.Activity{}, activity)
+	require.False(t, activity.Running())
+
+	// Two daemons' connections, as `outboxd run` names them; one of another schema.
+	connect := func(name string) {
+		for range 2 {
+			config, err := pgx.ParseConfig(outboxtest.DatabaseURL())
+			require.NoError(t, err)
+			config.RuntimeParams["application_name"] = name
+			conn, err := pgx.ConnectConfig(ctx, config)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = conn.Close(context.WithoutCancel(ctx)) })
+		}
+	}
+	connect(migrations.DaemonApplicationName(schema, "1@host-a"))
+	connect(migrations.DaemonApplicationName(schema, "2@host-b"))
+	connect(migrations.DaemonApplicationName(schema+"x", "3@host-c"))
+
+	activity, err = m.Activity(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, activity.Daemons)
+	require.Equal(t, 4, activity.Connections)
+	require.True(t, activity.Running())
+
+	require.Len(t, migrations.DaemonApplicationName(schema, strings.Repeat("h", 100)), 63, "Postgres keeps 63 bytes")
 }

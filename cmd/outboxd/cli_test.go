@@ -53,7 +53,8 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"subscriptions", "create"}, `required flag(s) "url" not set`},
 		{[]string{"migrate", "status", "--schema", "Bad-Name", "--database-url", "postgres://x@127.0.0.1/x"}, `schema "Bad-Name": use lower-case letters`},
 		{[]string{"migrate", "status", "--schema", "select", "--database-url", "postgres://x@127.0.0.1/x"}, `schema "select" is a reserved SQL word`},
-		{[]string{"migrate", "down", "--all"}, "add --yes to confirm"},
+		{[]string{"migrate", "down", "--steps", "0"}, "--steps: 0; roll back at least 1 migration"},
+		{[]string{"migrate", "down", "--all", "--steps", "2"}, "--steps and --all: choose one"},
 		{[]string{"listen", "--port", "0"}, "--secret is required"},
 		{[]string{"listen", "--port", "0", "--secret", "nope"}, `--secret: secret must start with "whsec_"`},
 		{[]string{"nonsense"}, `unknown command "nonsense"`},
@@ -97,7 +98,7 @@ func TestMigrate(t *testing.T) {
 
 	res = runCLI(t, env, "", "migrate", "down", "--all", "--yes")
 	require.Equal(t, 0, res.code, res.stderr)
-	require.Contains(t, res.stdout, "now at River 0, outboxd 0")
+	require.Contains(t, res.stdout, "Dropped schema "+env["OUTBOXD_SCHEMA"]+": nothing else was in it.")
 }
 
 func TestSubscriptionsCommands(t *testing.T) {
@@ -108,7 +109,7 @@ func TestSubscriptionsCommands(t *testing.T) {
 	// Loopback needs the allow-list; so do the other special ranges.
 	res := b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/hook")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, "outboxd: url: 127.0.0.1 is a loopback address")
+	require.Contains(t, res.stderr, "outboxd: --url: 127.0.0.1 is a loopback address")
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://169.254.169.254/latest")
 	require.Equal(t, 1, res.code)
 	require.Contains(t, res.stderr, "link-local (cloud metadata)")
@@ -117,7 +118,7 @@ func TestSubscriptionsCommands(t *testing.T) {
 	require.Contains(t, res.stderr, `scheme must be http or https, not "ftp"`)
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/", "--allow-private-targets", "127.0.0.0/8", "--events", "Agent.Step")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, `outboxd: event_types: "Agent.Step" is not an event type`)
+	require.Contains(t, res.stderr, `outboxd: --events: "Agent.Step" is not an event type`)
 
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/hook", "--allow-private-targets", "127.0.0.0/8",
 		"--events", "agent.step.*,agent.run.completed", "--agent", "agent-1", "--retry-schedule", "1s,5s", "--json")
@@ -147,10 +148,10 @@ func TestSubscriptionsCommands(t *testing.T) {
 	require.Contains(t, res.stdout, "ordering:        agent (on dead: skip)")
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/x", "--allow-private-targets", "127.0.0.0/8", "--ordering", "sideways")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, `outboxd: ordering: "sideways" is not an ordering: none or agent`)
+	require.Contains(t, res.stderr, `outboxd: --ordering: "sideways" is not an ordering: none or agent`)
 	res = b.run(t, "", "subscriptions", "create", "--url", "http://127.0.0.1:9/x", "--allow-private-targets", "127.0.0.0/8", "--on-dead", "retry")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, `outboxd: on_dead: "retry" is not a choice: block or skip`)
+	require.Contains(t, res.stderr, `outboxd: --on-dead: "retry" is not a choice: block or skip`)
 
 	// A given secret is kept; the human output shows it once.
 	secret := "whsec_" + strings.Repeat("QUJD", 8)
@@ -165,9 +166,11 @@ func TestSubscriptionsCommands(t *testing.T) {
 	res = b.run(t, "", "subscriptions", "list", "--agent", "agent-1", "--json")
 	require.Equal(t, 0, res.code, res.stderr)
 	require.NotContains(t, res.stdout, "whsec_")
-	var listed []map[string]any
+	var listed struct {
+		Data []map[string]any `json:"data"`
+	}
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &listed))
-	require.Len(t, listed, 1)
+	require.Len(t, listed.Data, 1)
 
 	res = b.run(t, "", "subscriptions", "delete", created.ID)
 	require.Equal(t, 0, res.code, res.stderr)
@@ -220,9 +223,9 @@ func TestPublishCommand(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--type", "Agent.Step"}, `outboxd: type: invalid event type 'Agent.Step' (An event type is two or more dot-separated words`},
-		{[]string{"--type", "agent.step.completed", "--data", "[1,2]"}, "outboxd: payload: event payload must be a JSON object, not array"},
-		{[]string{"--type", "agent.step.completed", "--data", "{oops"}, "outboxd: payload: not valid JSON"},
+		{[]string{"--type", "Agent.Step"}, `outboxd: --type: invalid event type 'Agent.Step' (An event type is two or more dot-separated words`},
+		{[]string{"--type", "agent.step.completed", "--data", "[1,2]"}, "outboxd: --data: event payload must be a JSON object, not array"},
+		{[]string{"--type", "agent.step.completed", "--data", "{oops"}, "outboxd: --data: not valid JSON"},
 	} {
 		res := b.run(t, "", append([]string{"publish"}, bad.args...)...)
 		require.Equal(t, 1, res.code, bad.args)
@@ -244,7 +247,7 @@ func TestDeliveriesListCommand(t *testing.T) {
 
 	res = b.run(t, "", "deliveries", "list", "--json", "--state", "dead")
 	require.Equal(t, 0, res.code, res.stderr)
-	require.Equal(t, "[]\n", res.stdout)
+	require.JSONEq(t, `{"data": [], "next_cursor": null}`, res.stdout)
 }
 
 func TestListenVerifiesAndPrints(t *testing.T) {

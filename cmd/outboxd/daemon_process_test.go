@@ -333,7 +333,7 @@ func TestRunRefusesAnOutdatedSchema(t *testing.T) {
 	t.Parallel()
 
 	b := setupCLI(t)
-	res := b.run(t, "", "migrate", "down")
+	res := b.run(t, "", "migrate", "down", "--yes")
 	require.Equal(t, 0, res.code, res.stderr)
 	res = b.run(t, "", "run", "--http-addr", "127.0.0.1:0")
 	require.Equal(t, 1, res.code)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,11 +25,12 @@ func newDeliveriesCommand(a *app) *cobra.Command {
 func newDeliveriesListCommand(a *app) *cobra.Command {
 	var (
 		params outbox.DeliveryListParams
+		paging pageFlags
 		state  string
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--event ID] [--subscription ID] [--state STATE]",
+		Use:   "list [--event ID] [--subscription ID] [--state STATE] [--limit N] [--cursor CURSOR]",
 		Short: "List deliveries, newest first",
 		Long: `List deliveries, newest first. States: pending, delivering, retrying,
 delivered, dead (every attempt failed) and cancelled.`,
@@ -43,6 +43,11 @@ delivered, dead (every attempt failed) and cancelled.`,
 				}
 				params.State = s
 			}
+			before, err := paging.int64Key()
+			if err != nil {
+				return err
+			}
+			params.Before, params.Limit = before, paging.fetch()
 			store, pool, err := a.openStore(cmd.Context(), nil)
 			if err != nil {
 				return err
@@ -52,12 +57,13 @@ delivered, dead (every attempt failed) and cancelled.`,
 			if err != nil {
 				return err
 			}
+			pg := pageOf(&paging, deliveries, func(d *outbox.Delivery) string { return strconv.FormatInt(d.ID, 10) })
 			if asJSON {
-				return json.NewEncoder(a.stdout).Encode(deliveries)
+				return pg.writeJSON(a.stdout)
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tEVENT\tSUBSCRIPTION\tSTATE\tATTEMPTS\tLAST STATUS\tWHEN\tLAST ERROR")
-			for _, d := range deliveries {
+			for _, d := range pg.Data {
 				status := "-"
 				if d.LastStatusCode != nil {
 					status = strconv.Itoa(*d.LastStatusCode)
@@ -65,16 +71,19 @@ delivered, dead (every attempt failed) and cancelled.`,
 				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", d.ID, d.EventID, d.SubscriptionID, d.State,
 					d.Attempt, d.MaxAttempts, status, deliveryWhen(d), truncate(d.LastError, 60))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printMore(a, cmd, pg)
+			return nil
 		},
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&params.EventID, "event", "", "only this event's deliveries (evt_…)")
 	flags.StringVar(&params.SubscriptionID, "subscription", "", "only this subscription's deliveries (sub_…)")
 	flags.StringVar(&state, "state", "", "only deliveries in this state")
-	flags.IntVar(&params.Limit, "limit", 100, "at most this many (up to 1000)")
-	flags.Int64Var(&params.Before, "before", 0, "continue below this delivery id")
-	flags.BoolVar(&asJSON, "json", false, "print JSON, with every attempt")
+	paging.register(flags, "deliveries")
+	flags.BoolVar(&asJSON, "json", false, `print {"data": [...], "next_cursor": ...} as the API does, with every attempt`)
 	return cmd
 }
 

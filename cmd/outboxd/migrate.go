@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/outboxd/outboxd/migrations"
@@ -13,12 +16,12 @@ import (
 func newMigrateCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Create or update outboxd's tables (River's and its own)",
+		Short: "Create, update or remove outboxd's tables (River's and its own)",
 	}
 	var asJSON bool
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 
-	migrator := func(cmd *cobra.Command) (*migrations.Migrator, func(), error) {
+	migrator := func(cmd *cobra.Command) (*migrations.Migrator, *pgxpool.Pool, error) {
 		logger, err := a.logger()
 		if err != nil {
 			return nil, nil, err
@@ -36,7 +39,7 @@ func newMigrateCommand(a *app) *cobra.Command {
 			pool.Close()
 			return nil, nil, err
 		}
-		return m, pool.Close, nil
+		return m, pool, nil
 	}
 	printResult := func(result *migrations.Result, verb string) error {
 		if result.HeadersPlaintext > 0 {
@@ -52,17 +55,31 @@ func newMigrateCommand(a *app) *cobra.Command {
 		if result.HeadersUnsealed > 0 {
 			fmt.Fprintf(a.stdout, "Decrypted the custom header values of %d subscriptions: the versions before keep them in plaintext.\n", result.HeadersUnsealed)
 		}
-		if len(result.River) == 0 && len(result.Outboxd) == 0 {
+		if len(result.River) == 0 && len(result.Outboxd) == 0 && !result.SchemaDropped {
 			fmt.Fprintf(a.stdout, "Nothing to do: schema %s is at River %d, outboxd %d.\n", a.schema, result.RiverCurrent, result.OutboxdCurrent)
 			return nil
 		}
-		if len(result.River) > 0 {
-			fmt.Fprintf(a.stdout, "River: %s versions %v\n", verb, result.River)
+		// In the order they ran: River's first going up, outboxd's first going down.
+		lines := []struct {
+			name     string
+			versions []int
+		}{{"River", result.River}, {"outboxd", result.Outboxd}}
+		if verb == "rolled back" {
+			lines[0], lines[1] = lines[1], lines[0]
 		}
-		if len(result.Outboxd) > 0 {
-			fmt.Fprintf(a.stdout, "outboxd: %s versions %v\n", verb, result.Outboxd)
+		for _, line := range lines {
+			if len(line.versions) > 0 {
+				fmt.Fprintf(a.stdout, "%s: %s versions %v\n", line.name, verb, line.versions)
+			}
 		}
-		fmt.Fprintf(a.stdout, "Schema %s is now at River %d, outboxd %d.\n", a.schema, result.RiverCurrent, result.OutboxdCurrent)
+		switch {
+		case result.SchemaDropped:
+			fmt.Fprintf(a.stdout, "Dropped schema %s: nothing else was in it.\n", a.schema)
+		case result.SchemaKept != "":
+			fmt.Fprintf(a.stdout, "Schema %s is now at River %d, outboxd %d; kept it: %s.\n", a.schema, result.RiverCurrent, result.OutboxdCurrent, result.SchemaKept)
+		default:
+			fmt.Fprintf(a.stdout, "Schema %s is now at River %d, outboxd %d.\n", a.schema, result.RiverCurrent, result.OutboxdCurrent)
+		}
 		return nil
 	}
 
@@ -76,11 +93,11 @@ subscriptions kept in plaintext before migration 7; without it, it says how many
 remain (a daemon encrypts them when it starts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, closePool, err := migrator(cmd)
+			m, pool, err := migrator(cmd)
 			if err != nil {
 				return err
 			}
-			defer closePool()
+			defer pool.Close()
 			result, err := m.Up(cmd.Context())
 			if err != nil {
 				return err
@@ -92,44 +109,87 @@ remain (a daemon encrypts them when it starts).`,
 	var steps int
 	var all, yes bool
 	down := &cobra.Command{
-		Use:   "down",
-		Short: "Roll back outboxd's migrations (one by default)",
-		Long: `Roll back outboxd's migrations (one by default).
+		Use:   "down [--steps N | --all] [--yes]",
+		Short: "Roll back outboxd's migrations, dropping their tables and data; asks first",
+		Long: `Roll back outboxd's newest migration, the newest N with --steps N, or with --all
+every outboxd and River migration: every table outboxd created, with all its
+data, and then the schema itself if nothing else is left in it (public is never
+dropped).
+
+It lists what it will undo and asks first. Where it cannot ask (stdin is not a
+terminal) it needs --yes. It warns when daemons are connected to the schema:
+stop them first. A daemon left running on a rolled-back schema reports itself
+not ready (/readyz answers 503) until ` + "`outboxd migrate up`" + ` runs again.
 
 Rolling back past migration 7 decrypts the custom header values of subscriptions,
 which the versions before keep in plaintext: it needs OUTBOXD_ENCRYPTION_KEY (and
 OUTBOXD_ENCRYPTION_KEYS_OLD for older keys), and refuses without.`,
+		Example: `  outboxd migrate down                 # the newest outboxd migration, after asking
+  outboxd migrate down --steps 2 --yes # in a script
+  outboxd migrate down --all --yes     # remove outboxd from the database entirely`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if all && !yes {
-				return errors.New("--all drops every outboxd and River table in the schema, with their data; add --yes to confirm")
+			ctx := cmd.Context()
+			if all && cmd.Flags().Changed("steps") {
+				return errors.New("--steps and --all: choose one")
 			}
-			m, closePool, err := migrator(cmd)
+			if steps < 1 {
+				return fmt.Errorf("--steps: %d; roll back at least 1 migration (or everything with --all)", steps)
+			}
+			m, pool, err := migrator(cmd)
 			if err != nil {
 				return err
 			}
-			defer closePool()
-			result, err := m.Down(cmd.Context(), &migrations.DownOpts{Steps: steps, All: all})
+			defer pool.Close()
+			opts := &migrations.DownOpts{Steps: steps, All: all}
+			plan, err := m.PlanDown(ctx, opts)
+			var stepsErr *migrations.StepsError
+			if errors.As(err, &stepsErr) {
+				return stepsMessage(cmd, m, stepsErr)
+			}
+			if err != nil {
+				return err
+			}
+			if len(plan.Migrations) == 0 && !plan.DropSchema {
+				if asJSON {
+					return printResult(&migrations.Result{Versions: plan.Versions}, "rolled back")
+				}
+				fmt.Fprintf(a.stdout, "Nothing to undo: schema %s holds no outboxd or River migrations.\n", a.schema)
+				return nil
+			}
+			activity, err := m.Activity(ctx)
+			if err != nil {
+				return err
+			}
+			config := pool.Config().ConnConfig
+			fmt.Fprint(a.stderr, describeDown(plan, activity, fmt.Sprintf("database %s on %s:%d", config.Database, config.Host, config.Port)))
+			if err := a.confirm("Roll back?", "migrate down drops tables and their data", yes); err != nil {
+				return err
+			}
+			result, err := m.Down(ctx, opts)
+			if errors.As(err, &stepsErr) {
+				return stepsMessage(cmd, m, stepsErr)
+			}
 			if err != nil {
 				return err
 			}
 			return printResult(result, "rolled back")
 		},
 	}
-	down.Flags().IntVar(&steps, "steps", 1, "how many of outboxd's migrations to roll back")
-	down.Flags().BoolVar(&all, "all", false, "roll back everything, River's tables included")
-	down.Flags().BoolVar(&yes, "yes", false, "confirm --all")
+	down.Flags().IntVar(&steps, "steps", 1, "how many of outboxd's newest migrations to roll back")
+	down.Flags().BoolVar(&all, "all", false, "roll back every outboxd and River migration and drop the schema if nothing else is in it")
+	down.Flags().BoolVar(&yes, "yes", false, "do not ask; needed where stdin is not a terminal")
 
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the applied and latest versions (changes nothing)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, closePool, err := migrator(cmd)
+			m, pool, err := migrator(cmd)
 			if err != nil {
 				return err
 			}
-			defer closePool()
+			defer pool.Close()
 			v, err := m.Status(cmd.Context())
 			if err != nil {
 				return err
@@ -146,9 +206,12 @@ OUTBOXD_ENCRYPTION_KEYS_OLD for older keys), and refuses without.`,
 				dirty = " (dirty: a migration failed part way; fix it, then force the version)"
 			}
 			fmt.Fprintf(a.stdout, "schema:   %s\nRiver:    %d of %d\noutboxd:  %d of %d%s\n", a.schema, v.RiverCurrent, v.RiverLatest, v.OutboxdCurrent, v.OutboxdLatest, dirty)
-			if v.UpToDate() {
+			switch {
+			case v.UpToDate():
 				fmt.Fprintln(a.stdout, "up to date")
-			} else {
+			case !v.Behind():
+				fmt.Fprintln(a.stdout, "the schema is newer than this outboxd: upgrade it")
+			default:
 				fmt.Fprintln(a.stdout, "pending migrations: run `outboxd migrate up`")
 			}
 			return nil
@@ -156,4 +219,43 @@ OUTBOXD_ENCRYPTION_KEYS_OLD for older keys), and refuses without.`,
 	}
 	cmd.AddCommand(up, down, status)
 	return cmd
+}
+
+// stepsMessage says why --steps cannot be done, in the CLI's terms.
+func stepsMessage(cmd *cobra.Command, m *migrations.Migrator, e *migrations.StepsError) error {
+	if e.Applied > 0 {
+		return fmt.Errorf("only %d outboxd migrations are applied in schema %s, so --steps %d cannot be done; nothing was changed "+
+			"(--steps %d undoes them all; --all removes River's tables as well)", e.Applied, e.Schema, e.Requested, e.Applied)
+	}
+	msg := fmt.Sprintf("nothing to undo: no outboxd migration is applied in schema %s", e.Schema)
+	if v, err := m.Status(cmd.Context()); err == nil && v.RiverCurrent > 0 {
+		msg += " (River's tables are there: --all removes them)"
+	}
+	return errors.New(msg)
+}
+
+// describeDown says what a rollback will do and who may be hurt by it.
+func describeDown(plan *migrations.DownPlan, activity *migrations.Activity, where string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "In schema %s (%s) this will:\n", plan.Schema, where)
+	for _, mg := range plan.Migrations {
+		fmt.Fprintf(&b, "  roll back %s\n", mg)
+	}
+	if plan.DropSchema {
+		fmt.Fprintf(&b, "  drop schema %s, if nothing else is left in it\n", plan.Schema)
+	}
+	b.WriteString("The tables these migrations created are dropped with all their data.\n")
+	if activity.Running() {
+		var signs []string
+		if activity.Daemons > 0 {
+			signs = append(signs, fmt.Sprintf("%d outboxd daemon(s) connected (%d connections)", activity.Daemons, activity.Connections))
+		}
+		if activity.RiverLeader != "" {
+			signs = append(signs, fmt.Sprintf("River's leader lease held by %s until %s", activity.RiverLeader,
+				activity.RiverLeaderUntil.Local().Format(time.TimeOnly)))
+		}
+		fmt.Fprintf(&b, "WARNING: daemons are working on schema %s: %s. Stop them first: on a rolled-back schema they fail and report themselves not ready until `outboxd migrate up`.\n",
+			plan.Schema, strings.Join(signs, "; "))
+	}
+	return b.String()
 }

@@ -277,6 +277,7 @@ func newSubscriptionsTestCommand(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&allowPrivate, "allow-private-targets", "", "CIDR prefixes the test may reach although private or loopback")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the attempt as JSON")
+	a.bindEnv(cmd.Flags(), "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")
 	return cmd
 }
 
@@ -288,13 +289,19 @@ func newEventsCommand(a *app) *cobra.Command {
 	}
 	var (
 		params outbox.EventListParams
+		paging pageFlags
 		asJSON bool
 	)
 	list := &cobra.Command{
-		Use:   "list [--agent ID] [--org ID] [--type TYPE]",
+		Use:   "list [--agent ID] [--org ID] [--type TYPE] [--limit N] [--cursor CURSOR]",
 		Short: "List events, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			before, err := paging.int64Key()
+			if err != nil {
+				return err
+			}
+			params.Before, params.Limit = before, paging.fetch()
 			store, pool, err := a.openStore(cmd.Context(), nil)
 			if err != nil {
 				return err
@@ -304,12 +311,13 @@ func newEventsCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			pg := pageOf(&paging, events, func(e *outbox.Event) string { return strconv.FormatInt(e.Seq, 10) })
 			if asJSON {
-				return json.NewEncoder(a.stdout).Encode(events)
+				return pg.writeJSON(a.stdout)
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tTYPE\tAGENT\tORGANIZATION\tCREATED\tDISPATCHED")
-			for _, e := range events {
+			for _, e := range pg.Data {
 				dispatched := "pending"
 				if e.DispatchedAt != nil {
 					dispatched = e.DispatchedAt.Local().Format(time.DateTime)
@@ -317,15 +325,19 @@ func newEventsCommand(a *app) *cobra.Command {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Type, orDash(e.AgentID), orDash(e.OrganizationID),
 					e.CreatedAt.Local().Format(time.DateTime), dispatched)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printMore(a, cmd, pg)
+			return nil
 		},
 	}
 	flags := list.Flags()
 	flags.StringVar(&params.AgentID, "agent", "", "only this agent's events")
 	flags.StringVar(&params.OrganizationID, "org", "", "only this organization's events")
 	flags.StringVar(&params.Type, "type", "", "only events of this type")
-	flags.IntVar(&params.Limit, "limit", 100, "at most this many (up to 1000)")
-	flags.BoolVar(&asJSON, "json", false, "print JSON")
+	paging.register(flags, "events")
+	flags.BoolVar(&asJSON, "json", false, `print {"data": [...], "next_cursor": ...}, as the API does`)
 
 	var getJSON bool
 	get := &cobra.Command{

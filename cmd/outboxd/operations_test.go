@@ -158,7 +158,7 @@ func TestSubscriptionEditCommands(t *testing.T) {
 	require.Contains(t, res.stdout, `"rate_limit":5`)
 	res = b.run(t, "", "subscriptions", "update", id, "--rate-limit", "-3")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, "rate_limit: deliveries per second")
+	require.Contains(t, res.stderr, "--rate-limit: deliveries per second")
 
 	res = b.run(t, "", "subscriptions", "rotate-secret", id, "--grace", "1h", "--json")
 	require.Equal(t, 0, res.code, res.stderr)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +45,14 @@ type app struct {
 	stdin     io.Reader
 	stdout    io.Writer
 	stderr    io.Writer
+
+	// stdinIsTerminal reports whether a person can answer a question on stdin.
+	// Nil means no.
+	stdinIsTerminal func() bool
+
+	// applicationName is the Postgres application_name of connect's connections;
+	// empty means "outboxd".
+	applicationName string
 
 	databaseURL string
 	schema      string
@@ -122,6 +134,9 @@ deliveries. Postgres is the only source of truth; River runs the jobs.`,
 		newListenCommand(a),
 		newVersionCommand(a),
 	)
+	root.SetHelpCommand(newHelpCommand())
+	root.InitDefaultCompletionCmd()
+	refuseUnknownSubcommands(root)
 	return root
 }
 
@@ -129,11 +144,137 @@ deliveries. Postgres is the only source of truth; River runs the jobs.`,
 func execute(ctx context.Context, a *app, args []string) int {
 	root := newRootCommand(a)
 	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(a.stderr, "outboxd: %s\n", err)
+	if cmd, err := root.ExecuteContextC(ctx); err != nil {
+		fmt.Fprintf(a.stderr, "outboxd: %s\n", nameFlags(cmd, err))
 		return 1
 	}
 	return 0
+}
+
+// refuseUnknownSubcommands makes every command group fail on a word that is not
+// one of its commands. Cobra checks this only on the root; a group without a Run
+// of its own would print its help and exit 0, so a typo looked like success.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return unknownCommand(cmd, args[0])
+		}
+		return nil
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+}
+
+// unknownCommand says that word is not a command of group, and what is.
+func unknownCommand(group *cobra.Command, word string) error {
+	group.SuggestionsMinimumDistance = 2
+	if suggestions := group.SuggestionsFor(word); len(suggestions) > 0 {
+		// Closest first: "lst" is most likely "list", then "get" or "test".
+		slices.SortStableFunc(suggestions, func(x, y string) int { return editDistance(word, x) - editDistance(word, y) })
+		quoted := make([]string, len(suggestions))
+		for i, s := range suggestions {
+			quoted[i] = strconv.Quote(s)
+		}
+		last := len(quoted) - 1
+		mean := quoted[last]
+		if last > 0 {
+			mean = strings.Join(quoted[:last], ", ") + " or " + quoted[last]
+		}
+		return fmt.Errorf("unknown command %q for %q; did you mean %s?", word, group.CommandPath(), mean)
+	}
+	if !group.HasParent() {
+		return fmt.Errorf("unknown command %q for %q; run '%s --help' for the commands", word, group.CommandPath(), group.CommandPath())
+	}
+	var names []string
+	for _, sub := range group.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	return fmt.Errorf("unknown command %q for %q; its commands are %s", word, group.CommandPath(), strings.Join(names, ", "))
+}
+
+// editDistance is the Levenshtein distance between a and b, ignoring case.
+func editDistance(a, b string) int {
+	x, y := []rune(strings.ToLower(a)), []rune(strings.ToLower(b))
+	row := make([]int, len(y)+1)
+	for j := range row {
+		row[j] = j
+	}
+	for i := 1; i <= len(x); i++ {
+		diagonal := row[0]
+		row[0] = i
+		for j := 1; j <= len(y); j++ {
+			cost := 1
+			if x[i-1] == y[j-1] {
+				cost = 0
+			}
+			diagonal, row[j] = row[j], min(row[j]+1, row[j-1]+1, diagonal+cost)
+		}
+	}
+	return row[len(y)]
+}
+
+// newHelpCommand replaces cobra's help command, which answers an unknown topic
+// with the root's usage and exit status 0.
+func newHelpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := cmd.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return unknownCommand(target, rest[0])
+			}
+			return target.Help()
+		},
+	}
+}
+
+// fieldFlags maps the library's input fields to the flags that set them, where
+// the names differ by more than _ and -.
+var fieldFlags = map[string]string{
+	"event_types":     "events",
+	"webhook_events":  "events",
+	"agent_id":        "agent",
+	"organization_id": "org",
+	"payload":         "data",
+	"headers":         "header",
+	"webhook_url":     "url",
+	"webhook_secret":  "secret",
+}
+
+// nameFlags rewrites a validation error to name the flag that was at fault
+// (--events) instead of the library's field (event_types), when cmd has that
+// flag, or the argument (AGENT_ID) when its usage line names one so.
+func nameFlags(cmd *cobra.Command, err error) string {
+	msg := err.Error()
+	var invalid *outbox.ValidationError
+	if cmd == nil || !errors.As(err, &invalid) || invalid.Field == "" {
+		return msg
+	}
+	name := fieldFlags[invalid.Field]
+	if name == "" {
+		name = strings.ReplaceAll(invalid.Field, "_", "-")
+	}
+	renamed := *invalid
+	switch {
+	case cmd.Flags().Lookup(name) != nil:
+		renamed.Field = "--" + name
+	case slices.Contains(strings.Fields(cmd.Use), strings.ToUpper(invalid.Field)):
+		renamed.Field = strings.ToUpper(invalid.Field) // an argument, as the usage line names it
+	default:
+		return msg
+	}
+	return strings.Replace(msg, invalid.Error(), renamed.Error(), 1)
 }
 
 func (a *app) logger() (*slog.Logger, error) {
@@ -170,7 +311,7 @@ func (a *app) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if !strings.Contains(a.databaseURL, "pool_max_conns") {
 		config.MaxConns = poolMaxConnsDefault
 	}
-	config.ConnConfig.RuntimeParams["application_name"] = "outboxd"
+	config.ConnConfig.RuntimeParams["application_name"] = cmp.Or(a.applicationName, "outboxd")
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -271,7 +412,32 @@ func newVersionCommand(a *app) *cobra.Command {
 
 // osApp is the app for the real process.
 func osApp() *app {
-	return &app{lookupEnv: os.LookupEnv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	return &app{lookupEnv: os.LookupEnv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, stdinIsTerminal: func() bool {
+		info, err := os.Stdin.Stat()
+		return err == nil && info.Mode()&os.ModeCharDevice != 0
+	}}
+}
+
+// confirm asks a person to confirm a destructive step (what) on the terminal. yes
+// (--yes) confirms without asking; without it, where stdin is not a terminal,
+// confirm refuses.
+func (a *app) confirm(question, what string, yes bool) error {
+	if yes {
+		return nil
+	}
+	if a.stdinIsTerminal == nil || !a.stdinIsTerminal() {
+		return fmt.Errorf("%s: pass --yes to confirm (stdin is not a terminal, so outboxd cannot ask)", what)
+	}
+	fmt.Fprintf(a.stderr, "%s [y/N] ", question)
+	answer, err := bufio.NewReader(a.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read the answer: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return errors.New("not confirmed: nothing was changed")
 }
 
 // adminTokens reads OUTBOXD_API_TOKEN (one token, or several separated by commas)

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -133,6 +135,9 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	if keyring == nil {
 		return fmt.Errorf("cannot sign deliveries: %w", outbox.ErrNoEncryptionKey)
 	}
+	// `outboxd migrate down` finds running daemons by this name.
+	host, _ := os.Hostname()
+	a.applicationName = migrations.DaemonApplicationName(a.schema, fmt.Sprintf("%d@%s", os.Getpid(), host))
 	store, pool, err := a.openStore(ctx, &storeOpts{allowPrivateTargets: f.allowPrivateTargets})
 	if err != nil {
 		return err
@@ -156,9 +161,13 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	if err != nil {
 		return err
 	}
-	if !versions.UpToDate() {
+	if versions.Behind() {
 		return fmt.Errorf("schema %s is at River %d/%d, outboxd %d/%d: run `outboxd migrate up` (or pass --migrate)",
 			a.schema, versions.RiverCurrent, versions.RiverLatest, versions.OutboxdCurrent, versions.OutboxdLatest)
+	}
+	if !versions.UpToDate() {
+		logger.WarnContext(ctx, "the schema is newer than this outboxd: finish the upgrade of this daemon",
+			slog.Int("outboxd_current", versions.OutboxdCurrent), slog.Int("outboxd_latest", versions.OutboxdLatest))
 	}
 	// Migrating without the key leaves custom header values from before
 	// migration 7 in plaintext; the daemon always has the key.
@@ -247,7 +256,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	server := &http.Server{
 		Handler: httpapi.NewHandler(&httpapi.Config{
 			Logger:            logger,
-			Ready:             daemon.Ready,
+			Ready:             schemaReady(logger, daemon.Ready, migrator.Check),
 			Degraded:          daemon.Degraded,
 			Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 			Store:             store,
@@ -288,6 +297,32 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	}
 	logger.InfoContext(ctx, "outboxd stopped")
 	return nil
+}
+
+// schemaReady adds to ready a check that the schema still has every migration
+// this daemon needs: someone may roll it back under a running daemon (migrate
+// down). It logs when that starts and when it ends.
+func schemaReady(logger *slog.Logger, ready, check func(context.Context) error) func(context.Context) error {
+	var (
+		mu     sync.Mutex
+		behind bool
+	)
+	return func(ctx context.Context) error {
+		if err := ready(ctx); err != nil {
+			return err
+		}
+		err := check(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err != nil && !behind:
+			logger.ErrorContext(ctx, "not ready", slog.String("error", err.Error()))
+		case err == nil && behind:
+			logger.InfoContext(ctx, "ready again: the schema has every migration this daemon needs")
+		}
+		behind = err != nil
+		return err
+	}
 }
 
 // disableAfter maps --disable-after 0 ("never") to the daemon's negative.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,9 +18,9 @@ func newSubscriptionsCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "subscriptions",
 		Aliases: []string{"subscription", "subs"},
-		Short:   "Create, list, update, test, enable, disable and delete webhook subscriptions; rotate their secrets",
+		Short:   "Create, list, show, update, test, enable, disable and delete webhook subscriptions; rotate their secrets",
 	}
-	cmd.AddCommand(newSubscriptionsCreateCommand(a), newSubscriptionsListCommand(a), newSubscriptionsDeleteCommand(a),
+	cmd.AddCommand(newSubscriptionsCreateCommand(a), newSubscriptionsListCommand(a), newSubscriptionsGetCommand(a), newSubscriptionsDeleteCommand(a),
 		newSubscriptionsEnableCommand(a, true), newSubscriptionsEnableCommand(a, false), newSubscriptionsTestCommand(a),
 		newSubscriptionsUpdateCommand(a), newSubscriptionsRotateSecretCommand(a))
 	return cmd
@@ -148,13 +149,19 @@ func parseHeaderFlags(flags []string) (map[string]string, error) {
 func newSubscriptionsListCommand(a *app) *cobra.Command {
 	var (
 		params outbox.SubscriptionListParams
+		paging pageFlags
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List subscriptions (secrets are never shown)",
+		Use:   "list [--agent ID] [--org ID] [--limit N] [--cursor CURSOR]",
+		Short: "List subscriptions, oldest first (secrets are never shown)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			after, err := paging.key()
+			if err != nil {
+				return err
+			}
+			params.After, params.Limit = after, paging.fetch()
 			store, pool, err := a.openStore(cmd.Context(), nil)
 			if err != nil {
 				return err
@@ -164,27 +171,113 @@ func newSubscriptionsListCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			pg := pageOf(&paging, subs, func(s *outbox.Subscription) string { return s.ID })
 			if asJSON {
-				return json.NewEncoder(a.stdout).Encode(subs)
+				return pg.writeJSON(a.stdout)
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tURL\tEVENTS\tAGENT\tORGANIZATION\tENABLED")
-			for _, s := range subs {
+			for _, s := range pg.Data {
 				enabled := "yes"
 				if !s.Enabled {
 					enabled = "no: " + s.DisabledReason
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.URL, strings.Join(s.EventTypes, ","), dash(s.AgentID), dash(s.OrganizationID), enabled)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printMore(a, cmd, pg)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&params.AgentID, "agent", "", "only subscriptions scoped to this agent")
 	cmd.Flags().StringVar(&params.OrganizationID, "org", "", "only subscriptions scoped to this organization")
-	cmd.Flags().IntVar(&params.Limit, "limit", 100, "at most this many (up to 1000)")
-	cmd.Flags().StringVar(&params.After, "after", "", "continue after this subscription id")
+	paging.register(cmd.Flags(), "subscriptions")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"data": [...], "next_cursor": ...}, as the API does`)
+	return cmd
+}
+
+func newSubscriptionsGetCommand(a *app) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a subscription (never its secret, nor its headers' values)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, pool, err := a.openStore(cmd.Context(), nil)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			sub, err := store.SubscriptionGet(cmd.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("subscription %s: %w", args[0], err)
+			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(sub)
+			}
+			printSubscription(a, sub)
+			return nil
+		},
+	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// printSubscription shows a subscription as a table of its fields. Header values
+// are left out: they often carry the receiver's credentials.
+func printSubscription(a *app, s *outbox.Subscription) {
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "subscription %s\n", s.ID)
+	fmt.Fprintf(w, "  url:\t%s\n", s.URL)
+	fmt.Fprintf(w, "  events:\t%s\n", strings.Join(s.EventTypes, ","))
+	fmt.Fprintf(w, "  agent:\t%s\n", dash(s.AgentID))
+	fmt.Fprintf(w, "  organization:\t%s\n", dash(s.OrganizationID))
+	if s.Description != "" {
+		fmt.Fprintf(w, "  description:\t%s\n", s.Description)
+	}
+	enabled := "yes"
+	if !s.Enabled {
+		enabled = "no: " + dash(s.DisabledReason)
+		if s.DisabledAt != nil {
+			enabled += " (since " + s.DisabledAt.Local().Format(time.DateTime) + ")"
+		}
+	}
+	fmt.Fprintf(w, "  enabled:\t%s\n", enabled)
+	if len(s.HeaderNames) > 0 {
+		fmt.Fprintf(w, "  headers:\t%s (values not shown)\n", strings.Join(s.HeaderNames, ", "))
+	}
+	schedule := "the daemon's default"
+	if s.RetrySchedule != nil {
+		schedule = s.RetrySchedule.String()
+	}
+	fmt.Fprintf(w, "  retry schedule:\t%s\n", schedule)
+	if s.RateLimit > 0 {
+		fmt.Fprintf(w, "  rate limit:\t%d/s\n", s.RateLimit)
+	}
+	if s.MaxInFlight > 0 {
+		fmt.Fprintf(w, "  max in flight:\t%d\n", s.MaxInFlight)
+	}
+	if s.Ordering == outbox.OrderingAgent {
+		fmt.Fprintf(w, "  ordering:\tagent (on dead: %s)\n", s.OnDead)
+	}
+	if s.AgentWebhook {
+		fmt.Fprintf(w, "  agent webhook:\tyes (outboxd agents webhook get %s)\n", s.AgentID)
+	}
+	if s.FailureStreak > 0 {
+		failing := fmt.Sprintf("%d attempts failed in a row", s.FailureStreak)
+		if s.FailingSince != nil {
+			failing += " since " + s.FailingSince.Local().Format(time.DateTime)
+		}
+		if s.CircuitOpenUntil != nil && s.CircuitOpenUntil.After(time.Now()) {
+			failing += "; circuit open until " + s.CircuitOpenUntil.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(w, "  failing:\t%s\n", failing)
+	}
+	fmt.Fprintf(w, "  created:\t%s\n", s.CreatedAt.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "  updated:\t%s\n", s.UpdatedAt.Local().Format(time.DateTime))
+	_ = w.Flush()
 }
 
 func newSubscriptionsDeleteCommand(a *app) *cobra.Command {

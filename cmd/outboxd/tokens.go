@@ -57,37 +57,48 @@ they come from OUTBOXD_API_TOKEN.`,
 	var (
 		listOrg  string
 		all      bool
+		paging   pageFlags
 		listJSON bool
 	)
 	list := &cobra.Command{
-		Use:   "list [--org ORGANIZATION] [--all]",
-		Short: "List tokens (not their values)",
+		Use:   "list [--org ORGANIZATION] [--all] [--limit N] [--cursor CURSOR]",
+		Short: "List tokens, oldest first (not their values)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			after, err := paging.key()
+			if err != nil {
+				return err
+			}
 			store, pool, err := a.openStore(cmd.Context(), nil)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			tokens, err := store.TokenList(cmd.Context(), &outbox.TokenListParams{OrganizationID: listOrg, IncludeRevoked: all, Limit: 1000})
+			tokens, err := store.TokenList(cmd.Context(), &outbox.TokenListParams{OrganizationID: listOrg, IncludeRevoked: all, After: after, Limit: paging.fetch()})
 			if err != nil {
 				return err
 			}
+			pg := pageOf(&paging, tokens, func(t *outbox.Token) string { return t.ID })
 			if listJSON {
-				return json.NewEncoder(a.stdout).Encode(tokens)
+				return pg.writeJSON(a.stdout)
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tORGANIZATION\tNAME\tPREFIX\tCREATED\tLAST USED\tREVOKED")
-			for _, t := range tokens {
+			for _, t := range pg.Data {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s…\t%s\t%s\t%s\n", t.ID, t.OrganizationID, orDash(t.Name), t.Prefix,
 					t.CreatedAt.Local().Format(time.DateTime), timeOrDash(t.LastUsedAt), timeOrDash(t.RevokedAt))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printMore(a, cmd, pg)
+			return nil
 		},
 	}
 	list.Flags().StringVar(&listOrg, "org", "", "only this organization's tokens")
 	list.Flags().BoolVar(&all, "all", false, "include revoked tokens")
-	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+	paging.register(list.Flags(), "tokens")
+	list.Flags().BoolVar(&listJSON, "json", false, `print {"data": [...], "next_cursor": ...}`)
 
 	revoke := &cobra.Command{
 		Use:   "revoke ID",

@@ -102,7 +102,7 @@ func Schema(tb testing.TB) string {
 	_, err = migrator.Up(ctx)
 	require.NoError(tb, err)
 	tb.Cleanup(func() {
-		_, err := pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+schema+" CASCADE")
+		_, err := pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
 		require.NoError(tb, err)
 	})
 	return schema
