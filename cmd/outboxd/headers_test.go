@@ -131,7 +131,7 @@ func TestMigrateEncryptsPlaintextHeaderValues(t *testing.T) {
 
 	key := b.env["OUTBOXD_ENCRYPTION_KEY"]
 	delete(b.env, "OUTBOXD_ENCRYPTION_KEY")
-	res = b.run(t, "", "migrate", "down", "--steps", "100")
+	res = b.run(t, "", "migrate", "down", "--all", "--yes")
 	require.Equal(t, 1, res.code)
 	require.Contains(t, res.stderr, "1 subscriptions have encrypted custom header values")
 	require.Contains(t, res.stderr, "set OUTBOXD_ENCRYPTION_KEY")
