@@ -110,5 +110,21 @@ func NewHandler(config *Config) http.Handler {
 		mux.Handle("/riverui/", auth.require(config.RiverUI, true, onError))
 		mux.Handle("GET /riverui", http.RedirectHandler("/riverui/", http.StatusMovedPermanently))
 	}
-	return mux
+	return crossOriginProtection().Handler(mux)
+}
+
+// crossOriginProtection refuses state-changing requests (anything but GET, HEAD
+// and OPTIONS) that a browser sends on behalf of another site: Sec-Fetch-Site
+// cross-site or same-site, or, from browsers too old to send it, an Origin whose
+// host is not the request's Host. A browser that has cached basic-auth
+// credentials would otherwise attach them to a form or fetch from any page.
+// Requests without either header (curl, SDKs, other servers) are not a browser
+// acting for someone else and pass. Same-site is refused too: a sibling
+// subdomain (another team's app) is not trusted with outboxd's admin powers.
+func crossOriginProtection() *http.CrossOriginProtection {
+	protection := http.NewCrossOriginProtection()
+	protection.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, http.StatusForbidden, "cross-origin request refused: a page on another site may not change anything here (Origin or Sec-Fetch-Site says the request comes from elsewhere)")
+	}))
+	return protection
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -69,10 +70,12 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 const maxRequestBody = 1 << 20
 
 // decodeJSON reads one JSON object into v, refusing unknown fields and trailing
-// data. On failure it has answered the request and returns false.
+// data. A body must come as Content-Type: application/json, which no HTML form
+// and no "simple" cross-site request can send. On failure it has answered the
+// request and returns false.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeProblem(w, http.StatusUnsupportedMediaType, "send application/json")
+	if r.ContentLength != 0 && !isJSON(r.Header.Get("Content-Type")) {
+		writeProblem(w, http.StatusUnsupportedMediaType, "send the body as Content-Type: application/json")
 		return false
 	}
 	decoder := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
@@ -86,6 +89,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// isJSON reports whether a Content-Type header is application/json, with any
+// parameters (charset=utf-8).
+func isJSON(contentType string) bool {
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mediaType == "application/json"
 }
 
 func describeJSONError(err error) string {
