@@ -97,6 +97,18 @@ func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParam
 	} else if !json.Valid(payload) {
 		return nil, invalid("payload", "not valid JSON")
 	}
+	if err := checkID("agent_id", params.AgentID, "events_agent_id_length"); err != nil {
+		return nil, err
+	}
+	if err := checkID("organization_id", params.OrganizationID, "events_organization_id_length"); err != nil {
+		return nil, err
+	}
+	if err := checkID("idempotency_key", params.IdempotencyKey, "events_idempotency_key_length"); err != nil {
+		return nil, err
+	}
+	if err := checkEncoding("type", params.Type); err != nil { // the rest is checked by the database, quoting the type
+		return nil, err
+	}
 	row, err := s.queries.EventPublish(ctx, s.on(tx), &dbsqlc.EventPublishParams{
 		Type:           params.Type,
 		Payload:        payload,

@@ -8,8 +8,10 @@ package httpapi
 import (
 	"context"
 	_ "embed" // the OpenAPI document
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/outboxd/outboxd/outbox"
@@ -103,6 +105,12 @@ func NewHandler(config *Config) http.Handler {
 			}), false, onError))
 		}
 		mux.Handle("/v1/", auth.require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if allowed := allowedMethods(mux, r); len(allowed) > 0 {
+				allow := strings.Join(allowed, ", ")
+				w.Header().Set("Allow", allow)
+				writeProblem(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
+				return
+			}
 			writeProblem(w, http.StatusNotFound, "no such endpoint; see /openapi.json")
 		}), false, onError))
 	}
@@ -111,6 +119,20 @@ func NewHandler(config *Config) http.Handler {
 		mux.Handle("GET /riverui", http.RedirectHandler("/riverui/", http.StatusMovedPermanently))
 	}
 	return crossOriginProtection().Handler(mux)
+}
+
+// allowedMethods lists the methods the API serves on r's path, for a request
+// that reached the catch-all /v1/ pattern: none means the path is unknown.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allowed []string
+	for _, method := range []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/v1/" {
+			allowed = append(allowed, method)
+		}
+	}
+	return allowed
 }
 
 // crossOriginProtection refuses state-changing requests (anything but GET, HEAD
