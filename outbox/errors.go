@@ -149,6 +149,8 @@ func translateError(op string, err error) error {
 				message += ": " + pgErr.Detail
 			}
 			return &ValidationError{Field: pgErr.ColumnName, Message: message, Hint: pgErr.Hint}
+		case "22P05", "22021": // untranslatable_character (\u0000 in jsonb), character_not_in_repertoire (NUL or bad UTF-8 in text)
+			return &ValidationError{Field: pgErr.ColumnName, Message: "must not contain NUL characters (\\u0000) and must be valid UTF-8"}
 		case "23502": // not_null_violation
 			return &ValidationError{Field: pgErr.ColumnName, Message: "must not be null"}
 		}

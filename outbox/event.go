@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -96,6 +97,11 @@ func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParam
 		payload = json.RawMessage("{}")
 	} else if !json.Valid(payload) {
 		return nil, invalid("payload", "not valid JSON")
+	} else if path, key := findNUL(payload); path != "" {
+		if key {
+			return nil, invalid(path, `a key must not contain NUL characters (\u0000): jsonb cannot store them`)
+		}
+		return nil, invalid(path, `must not contain NUL characters (\u0000): jsonb cannot store them`)
 	}
 	if err := checkID("agent_id", params.AgentID, "events_agent_id_length"); err != nil {
 		return nil, err
@@ -117,7 +123,14 @@ func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParam
 		IdempotencyKey: nullable(params.IdempotencyKey),
 	})
 	if err != nil {
-		return nil, translateError("publish", err)
+		err = translateError("publish", err)
+		var validation *ValidationError
+		if errors.As(err, &validation) && validation.Field == "" {
+			// The text parameters are checked above: what Postgres still refuses
+			// without naming a column (a lone \ud800) is in the payload.
+			validation.Field = "payload"
+		}
+		return nil, err
 	}
 	return eventFromRow(row), nil
 }

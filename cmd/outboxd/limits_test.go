@@ -28,6 +28,7 @@ func TestCLIErrorsNameFieldAndLimit(t *testing.T) {
 		{[]string{"publish", "--type", "a.b", "--idempotency-key", strings.Repeat("k", 256)}, "outboxd: idempotency_key: 1 to 255 characters\n"},
 		{[]string{"tokens", "create", "--org", "o", "--name", strings.Repeat("n", 201)}, "outboxd: name: at most 200 characters\n"},
 		{[]string{"tokens", "create", "--org", strings.Repeat("o", 256)}, "outboxd: organization_id: 1 to 255 characters\n"},
+		{[]string{"publish", "--type", "a.b", "--data", `{"step":{"note":"\u0000"}}`}, "outboxd: payload.step.note: must not contain NUL characters (\\u0000): jsonb cannot store them\n"},
 	}
 	for _, tt := range tests {
 		res := b.run(t, "", tt.args...)

@@ -136,6 +136,18 @@ func TestStatusCodesSayWhatWentWrong(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, b.admin(t, "DELETE", "/v1/subscriptions/"+fits.str("id"), nil).status)
 	})
 
+	t.Run("NULInPayload", func(t *testing.T) {
+		r := call(t, b.server, adminToken, "POST", "/v1/events", `{"type":"a.b","payload":{"text":"x\u0000y"}}`)
+		requireProblem(t, r, http.StatusUnprocessableEntity)
+		field, message := fieldProblem(t, r)
+		require.Equal(t, "payload.text", field)
+		require.Equal(t, `must not contain NUL characters (\u0000): jsonb cannot store them`, message)
+		require.NotContains(t, b.logs.String(), "level=ERROR", "bad input is not a server error")
+
+		ok := call(t, b.server, adminToken, "POST", "/v1/events", `{"type":"a.b","payload":{"text":"x\\u0000y"}}`)
+		require.Equal(t, http.StatusCreated, ok.status, "an escaped backslash is text: %s", ok.raw)
+	})
+
 	require.Equal(t, before, b.admin(t, "GET", "/v1/subscriptions", nil).raw, "bad input changed nothing")
-	require.Empty(t, b.admin(t, "GET", "/v1/events", nil).list())
+	require.Len(t, b.admin(t, "GET", "/v1/events", nil).list(), 1, "only the good event")
 }
