@@ -24,6 +24,9 @@ import (
 
 type runFlags struct {
 	httpAddr            string
+	httpReadTimeout     time.Duration
+	httpIdleTimeout     time.Duration
+	httpMaxConnections  int
 	allowPrivateTargets string
 	apiTokenFile        string
 	redisURL            string
@@ -76,6 +79,9 @@ Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address for /healthz, /readyz and /metrics")
+	flags.DurationVar(&f.httpReadTimeout, "http-read-timeout", httpapi.ReadTimeoutDefault, "longest a client may take to send a request, body included; a slower one is answered 408 and disconnected (answers may take --request-timeout + 30s, for subscription tests)")
+	flags.DurationVar(&f.httpIdleTimeout, "http-idle-timeout", httpapi.IdleTimeoutDefault, "close a keep-alive connection that sends no request for this long")
+	flags.IntVar(&f.httpMaxConnections, "http-max-connections", httpapi.MaxConnectionsDefault, "most HTTP connections open at once; more wait to be accepted")
 	flags.StringVar(&f.allowPrivateTargets, "allow-private-targets", "", "CIDR prefixes that webhooks may reach although private, loopback or link-local, e.g. 127.0.0.0/8 (default none)")
 	flags.StringVar(&f.redisURL, "redis-url", "", "optional Redis (redis://host:6379/0) whose wake channel, <schema>.wake, producers may PUBLISH to after committing for lower latency")
 	flags.StringVar(&f.apiTokenFile, "api-token-file", "", "file of admin API tokens, one per line, besides OUTBOXD_API_TOKEN")
@@ -125,6 +131,12 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		return fmt.Errorf("--circuit-backoff (%s) must be positive and at most --circuit-backoff-max (%s)", f.circuitBackoff, f.circuitBackoffMx)
 	case f.disableAfter < 0:
 		return fmt.Errorf("--disable-after: %s is negative (0 never disables)", f.disableAfter)
+	case f.httpReadTimeout <= 0:
+		return fmt.Errorf("--http-read-timeout: must be positive, not %s", f.httpReadTimeout)
+	case f.httpIdleTimeout <= 0:
+		return fmt.Errorf("--http-idle-timeout: must be positive, not %s", f.httpIdleTimeout)
+	case f.httpMaxConnections < 1:
+		return fmt.Errorf("--http-max-connections: must be at least 1, not %d", f.httpMaxConnections)
 	}
 	keyring, err := a.keyring()
 	if err != nil {
@@ -235,20 +247,23 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	server := &http.Server{
-		Handler: httpapi.NewHandler(&httpapi.Config{
-			Logger:            logger,
-			Ready:             daemon.Ready,
-			Degraded:          daemon.Degraded,
-			Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
-			Store:             store,
-			Operations:        daemon.Operations(),
-			AdminTokens:       adminTokens,
-			TokenOrganization: tokenOrganization(store),
-			RiverUI:           riverUI,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	server := httpapi.NewServer(httpapi.NewHandler(&httpapi.Config{
+		Logger:            logger,
+		Ready:             daemon.Ready,
+		Degraded:          daemon.Degraded,
+		Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		Store:             store,
+		Operations:        daemon.Operations(),
+		AdminTokens:       adminTokens,
+		TokenOrganization: tokenOrganization(store),
+		RiverUI:           riverUI,
+	}), &httpapi.ServerConfig{
+		ReadTimeout:    f.httpReadTimeout,
+		WriteTimeout:   httpapi.WriteTimeoutFor(f.requestTimeout),
+		IdleTimeout:    f.httpIdleTimeout,
+		MaxConnections: f.httpMaxConnections,
+		Logger:         logger,
+	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
 
