@@ -54,6 +54,12 @@ func TestEveryConstraintNamesItsFieldAndLimit(t *testing.T) {
 		{"subscriptions_ordering", "UPDATE %[1]s.subscriptions SET ordering = 'global'", "ordering: none or agent", "ordering"},
 		{"subscriptions_on_dead", "UPDATE %[1]s.subscriptions SET on_dead = 'retry'", "on_dead: block or skip", "on_dead"},
 		{"api_tokens_organization_id_length", "INSERT INTO %[1]s.api_tokens (organization_id, prefix, digest) VALUES ('', 'obx_', '\\x00')", "organization_id: 1 to 255 characters", "organization_id"},
+		{"web_sessions_organization_id_length", "INSERT INTO %[1]s.web_sessions (organization_id, token_digest, expires_at) VALUES ('', '\\x01', now() + interval '1h')", "organization_id: 1 to 255 characters", "organization_id"},
+		{"web_sessions_agent_id_length", "INSERT INTO %[1]s.web_sessions (organization_id, agent_id, token_digest, expires_at) VALUES ('o', repeat('a', 256), '\\x01', now() + interval '1h')", "agent_id: 1 to 255 characters", "agent_id"},
+		{"web_sessions_user_agent_length", "INSERT INTO %[1]s.web_sessions (organization_id, user_agent, token_digest, expires_at) VALUES ('o', repeat('u', 513), '\\x01', now() + interval '1h')", "user_agent: at most 512 characters", "user_agent"},
+		{"web_sessions_expiry", "INSERT INTO %[1]s.web_sessions (organization_id, token_digest, expires_at) VALUES ('o', '\\x01', now())", "lifetime: must be positive", "lifetime"},
+		{"web_sessions_agent_in_organization", "INSERT INTO %[1]s.web_sessions (agent_id, admin_token_digest, token_digest, expires_at) VALUES ('a', '\\x02', '\\x01', now() + interval '1h')", "agent_id: only for an organization's session", "agent_id"},
+		{"web_sessions_admin_credential", "INSERT INTO %[1]s.web_sessions (token_digest, expires_at) VALUES ('\\x01', now() + interval '1h')", "admin_token_digest: required for an admin session (no organization_id)", "admin_token_digest"},
 		{"api_tokens_name_length", "INSERT INTO %[1]s.api_tokens (organization_id, name, prefix, digest) VALUES ('o', repeat('n', 201), 'obx_', '\\x00')", "name: at most 200 characters", "name"},
 	}
 	// Rules that the events trigger raises itself, with the offending value.

@@ -85,6 +85,12 @@ var constraints = map[string]constraint{
 	"subscriptions_on_dead":                {"on_dead", "block or skip"},
 	"api_tokens_organization_id_length":    {"organization_id", "1 to 255 characters"},
 	"api_tokens_name_length":               {"name", "at most 200 characters"},
+	"web_sessions_organization_id_length":  {"organization_id", "1 to 255 characters"},
+	"web_sessions_agent_id_length":         {"agent_id", "1 to 255 characters"},
+	"web_sessions_user_agent_length":       {"user_agent", "at most 512 characters"},
+	"web_sessions_expiry":                  {"lifetime", "must be positive"},
+	"web_sessions_agent_in_organization":   {"agent_id", "only for an organization's session"},
+	"web_sessions_admin_credential":        {"admin_token_digest", "required for an admin session (no organization_id)"},
 }
 
 // violation is the ValidationError for breaking the named constraint: what the
