@@ -245,7 +245,8 @@ func TestAuthentication(t *testing.T) {
 
 	r := call(t, b.server, "", "GET", "/v1/subscriptions", nil)
 	requireProblem(t, r, http.StatusUnauthorized)
-	require.Contains(t, r.header.Get("WWW-Authenticate"), "Bearer")
+	require.Equal(t, []string{`Bearer realm="outboxd"`, `Basic realm="outboxd", charset="UTF-8"`}, r.header.Values("WWW-Authenticate"),
+		"one challenge per line: Chromium reads only the first challenge of a line")
 
 	requireProblem(t, call(t, b.server, "wrong-token", "GET", "/v1/subscriptions", nil), http.StatusUnauthorized)
 	requireProblem(t, call(t, b.server, adminToken+"x", "GET", "/v1/events", nil), http.StatusUnauthorized)
@@ -692,7 +693,7 @@ func TestRiverUIBehindAuth(t *testing.T) {
 
 	r := call(t, b.server, "", "GET", "/riverui/", nil)
 	requireProblem(t, r, http.StatusUnauthorized)
-	require.Contains(t, r.header.Get("WWW-Authenticate"), "Basic", "a browser is asked for credentials")
+	require.Contains(t, r.header.Values("WWW-Authenticate"), `Basic realm="outboxd", charset="UTF-8"`, "a browser is asked for credentials")
 
 	req, err := http.NewRequest("GET", b.server.URL+"/riverui/", nil)
 	require.NoError(t, err)

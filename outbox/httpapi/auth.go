@@ -93,8 +93,7 @@ func (a *authenticator) require(next http.Handler, adminOnly bool, onError func(
 		p, err := a.authenticate(r.Context(), credentials(r))
 		switch {
 		case errors.Is(err, errUnauthorized):
-			w.Header().Set("WWW-Authenticate", `Bearer realm="outboxd", Basic realm="outboxd"`)
-			writeProblem(w, http.StatusUnauthorized, "a valid token is required: Authorization: Bearer <token>")
+			unauthorized(w)
 			return
 		case err != nil:
 			onError(w, r, err)
@@ -105,4 +104,14 @@ func (a *authenticator) require(next http.Handler, adminOnly bool, onError func(
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// unauthorized answers 401 with one WWW-Authenticate line per scheme. Chromium
+// reads only the first challenge of a line, so "Bearer …, Basic …" on one line
+// never showed its sign-in prompt; on their own lines it skips Bearer, which it
+// does not know, and asks for Basic.
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Add("WWW-Authenticate", `Bearer realm="outboxd"`)
+	w.Header().Add("WWW-Authenticate", `Basic realm="outboxd", charset="UTF-8"`)
+	writeProblem(w, http.StatusUnauthorized, "a valid token is required: Authorization: Bearer <token>")
 }
