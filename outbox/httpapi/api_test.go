@@ -56,6 +56,7 @@ type apiBundle struct {
 	strict *httptest.Server
 	events <-chan *river.Event
 	logs   *syncBuffer
+	config *httpapi.Config // what server serves, for handlers of a test's own
 }
 
 // receiver is a loopback webhook receiver answering with status().
@@ -143,7 +144,7 @@ func setup(t *testing.T) *apiBundle {
 	strict := httptest.NewServer(httpapi.NewHandler(&strictConfig))
 	t.Cleanup(strict.Close)
 
-	return &apiBundle{ctx: ctx, store: store, server: server, strict: strict, events: events, logs: logs}
+	return &apiBundle{ctx: ctx, store: store, server: server, strict: strict, events: events, logs: logs, config: config}
 }
 
 // response is a decoded answer.

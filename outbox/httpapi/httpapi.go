@@ -1,11 +1,13 @@
 // Package httpapi owns outboxd's HTTP surface: the REST API under /v1 (with its
-// OpenAPI document at /openapi.json), bearer-token auth, the River UI mount,
-// liveness (/healthz), readiness (/readyz) and Prometheus metrics (/metrics). It
+// OpenAPI document at /openapi.json), bearer-token auth, the River UI mount and
+// its browser sign-in (/login, session cookies), liveness (/healthz), readiness
+// (/readyz), Prometheus metrics (/metrics), and the server's limits. It
 // does not import the jobs package: what it needs from the daemon comes in as the
 // Operations interface and functions, which cmd/outboxd wires up.
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	_ "embed" // the OpenAPI document
 	"fmt"
@@ -51,9 +53,14 @@ type Config struct {
 	// admin tokens.
 	TokenOrganization func(ctx context.Context, token string) (organizationID string, err error)
 
-	// RiverUI, if set, is served at /riverui/ to admin tokens (bearer, or basic
-	// auth with the token as the password so a browser can open it).
+	// RiverUI, if set, is served at /riverui/ to admins: an admin token (bearer,
+	// or basic auth with the token as the password), or, with Store set, a
+	// browser session started at /login.
 	RiverUI http.Handler
+
+	// SessionLifetime is how long a browser session started at /login lasts.
+	// Defaults to SessionLifetimeDefault (12h).
+	SessionLifetime time.Duration
 }
 
 // NewHandler returns the HTTP handler for outboxd run.
@@ -115,7 +122,13 @@ func NewHandler(config *Config) http.Handler {
 		}), false, onError))
 	}
 	if config.RiverUI != nil {
-		mux.Handle("/riverui/", auth.require(config.RiverUI, true, onError))
+		riverUI := auth.require(config.RiverUI, true, onError)
+		if config.Store != nil {
+			s := &sessions{store: config.Store, auth: auth, lifetime: cmp.Or(config.SessionLifetime, SessionLifetimeDefault), logger: logger}
+			s.mount(mux)
+			riverUI = s.require(config.RiverUI, onError)
+		}
+		mux.Handle("/riverui/", riverUI)
 		mux.Handle("GET /riverui", http.RedirectHandler("/riverui/", http.StatusMovedPermanently))
 	}
 	return crossOriginProtection().Handler(mux)
