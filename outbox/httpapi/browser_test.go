@@ -130,6 +130,17 @@ func TestRiverUISignInFormInChromium(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, script, "page scripts cannot read the session")
 
+	// The River UI's own writes still work: same origin, with the cookie, and
+	// (as the River UI sends them) without a JSON content type.
+	job, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("/riverui/api/jobs?state=completed&kinds=outboxd.delivery")
+		.then(r => r.json()).then(page => String(page.data[0].id))`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	retried, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/riverui/api/jobs/retry", {method: "POST", body: JSON.stringify({ids: [`+jsString(job)+`]})})
+		.then(r => r.status)`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, retried)
+	b.waitFinal(t, 1)
+
 	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	require.NoError(t, err)
 	img, err := png.Decode(bytes.NewReader(shot))
