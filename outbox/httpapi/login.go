@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -122,6 +123,14 @@ func (s *sessions) cookie(r *http.Request, value string, maxAge int) *http.Cooki
 	}
 }
 
+// closed says why nobody can sign in, when no admin token is configured.
+func (s *sessions) closed() string {
+	if len(s.auth.adminDigests) == 0 {
+		return "No admin token is configured (OUTBOXD_API_TOKEN), so nobody can sign in."
+	}
+	return ""
+}
+
 // loginPage is what the sign-in template shows.
 type loginPage struct {
 	Next     string
@@ -190,7 +199,7 @@ func (s *sessions) refuse(w http.ResponseWriter, r *http.Request, p principal, e
 	switch {
 	case errors.Is(err, errUnauthorized):
 		s.logger.InfoContext(r.Context(), "sign-in refused: not a valid token", slog.String("remote", r.RemoteAddr))
-		s.render(w, http.StatusUnauthorized, &loginPage{Next: next, Error: "That is not a valid admin token."})
+		s.render(w, http.StatusUnauthorized, &loginPage{Next: next, Error: cmp.Or(s.closed(), "That is not a valid admin token.")})
 	case err != nil:
 		s.logger.ErrorContext(r.Context(), "sign-in", slog.String("error", err.Error()))
 		s.render(w, http.StatusInternalServerError, &loginPage{Next: next, Error: "The server could not check the token; see its log."})
@@ -213,7 +222,7 @@ func (s *sessions) mount(mux *http.ServeMux) {
 			s.render(w, http.StatusOK, &loginPage{Next: next, SignedIn: true})
 			return
 		}
-		s.render(w, http.StatusOK, &loginPage{Next: next})
+		s.render(w, http.StatusOK, &loginPage{Next: next, Error: s.closed()})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, loginBodyMax)

@@ -237,6 +237,16 @@ func TestRiverUISignIn(t *testing.T) {
 		require.Equal(t, http.StatusForbidden, p.status)
 	})
 
+	t.Run("NoAdminToken", func(t *testing.T) {
+		closed := *b.config
+		closed.AdminTokens = nil
+		h := httpapi.NewHandler(&closed)
+		require.Contains(t, browse(t, h, "GET", "http://outboxd.test/login", nil, nil).body, "No admin token is configured (OUTBOXD_API_TOKEN)")
+		p := browse(t, h, "POST", "http://outboxd.test/login", url.Values{"token": {adminToken}}, nil)
+		require.Equal(t, http.StatusUnauthorized, p.status)
+		require.Contains(t, p.body, "nobody can sign in")
+	})
+
 	t.Run("BrowserPrompt", func(t *testing.T) {
 		p := browse(t, h, "GET", "http://outboxd.test/login/basic?next=%2Friverui%2Fqueues", nil, nil)
 		require.Equal(t, http.StatusUnauthorized, p.status)
