@@ -617,9 +617,13 @@ func (m *Migrator) own(ctx context.Context, op func(*migrate.Migrate) error) ([]
 	if err != nil && !errors.Is(err, migrate.ErrNilVersion) {
 		return nil, fmt.Errorf("read outboxd version: %w", err)
 	}
+	// The versions between the two, as the files number them (a version may be
+	// missing: numbers are assigned ahead of merging).
 	var changed []int
-	for v := min(before, after) + 1; v <= max(before, after); v++ {
-		changed = append(changed, int(v)) //nolint:gosec // small versions
+	for v, err := source.First(); err == nil && v <= max(before, after); v, err = source.Next(v) {
+		if v > min(before, after) {
+			changed = append(changed, int(v)) //nolint:gosec // small versions
+		}
 	}
 	if after < before {
 		// Report a rollback from the top down.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,24 +53,46 @@ func schemaExists(ctx context.Context, t *testing.T, schema string) bool {
 	return ok
 }
 
-// upTo returns 1..n, the versions a fresh Up applies.
-// outboxdLatest is the newest outboxd migration in this directory; versions are
-// numbered 1, 2, … without gaps.
-func outboxdLatest(t *testing.T) int {
+// outboxdVersions lists the outboxd migrations in this directory in order: the
+// versions a fresh Up applies. Numbers are assigned ahead of merging, so a
+// branch may have a gap.
+func outboxdVersions(t *testing.T) []int {
 	t.Helper()
 	ups, err := filepath.Glob("*.up.sql")
 	require.NoError(t, err)
 	require.NotEmpty(t, ups)
-	return len(ups)
+	versions := make([]int, len(ups))
+	for i, name := range ups {
+		versions[i], err = strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		require.NoError(t, err, name)
+	}
+	slices.Sort(versions)
+	return versions
 }
 
-// downFrom lists versions n, n-1, …, 1: the order Down removes them in.
+// outboxdLatest is the newest outboxd migration in this directory.
+func outboxdLatest(t *testing.T) int {
+	t.Helper()
+	versions := outboxdVersions(t)
+	return versions[len(versions)-1]
+}
+
+// outboxdDown lists the outboxd migrations newest first: the order Down removes them in.
+func outboxdDown(t *testing.T) []int {
+	t.Helper()
+	versions := outboxdVersions(t)
+	slices.Reverse(versions)
+	return versions
+}
+
+// downFrom lists versions n, n-1, …, 1 (River's, newest first).
 func downFrom(n int) []int {
 	versions := upTo(n)
 	slices.Reverse(versions)
 	return versions
 }
 
+// upTo returns 1..n (River's versions have no gaps).
 func upTo(n int) []int {
 	versions := make([]int, n)
 	for i := range versions {
@@ -130,7 +153,7 @@ func TestUp(t *testing.T) {
 		require.True(t, schemaExists(b.ctx, t, b.schema), "Up creates the schema")
 		require.Positive(t, res.RiverLatest)
 		require.Equal(t, upTo(res.RiverLatest), res.River, "every River version, in order")
-		require.Equal(t, upTo(res.OutboxdLatest), res.Outboxd)
+		require.Equal(t, outboxdVersions(t), res.Outboxd)
 		require.Equal(t, outboxdLatest(t), res.OutboxdLatest)
 		require.Equal(t, res.RiverLatest, res.RiverCurrent)
 		require.Equal(t, res.OutboxdLatest, res.OutboxdCurrent)
@@ -201,7 +224,7 @@ func TestUp(t *testing.T) {
 
 		// One of them applied everything, the other nothing.
 		applied := len(results[0].Outboxd) + len(results[1].Outboxd)
-		require.Equal(t, outboxdLatest(t), applied)
+		require.Len(t, outboxdVersions(t), applied)
 		require.Equal(t, results[0].RiverLatest, len(results[0].River)+len(results[1].River))
 		for _, res := range results {
 			require.True(t, res.UpToDate())
@@ -356,7 +379,7 @@ func TestDown(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []int{b.up.OutboxdLatest}, res.Outboxd)
 		require.Empty(t, res.River, "River is left alone")
-		require.Equal(t, b.up.OutboxdLatest-1, res.OutboxdCurrent)
+		require.Equal(t, outboxdDown(t)[1], res.OutboxdCurrent, "the one before the latest")
 		require.Equal(t, b.up.RiverLatest, res.RiverCurrent)
 		require.False(t, res.UpToDate())
 		require.True(t, exists(b.ctx, t, b.schema+".events"), "older migrations stay")
@@ -377,9 +400,9 @@ func TestDown(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: len(outboxdVersions(t))})
 		require.NoError(t, err)
-		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, outboxdDown(t), res.Outboxd)
 		require.Empty(t, res.River, "River is left alone")
 		for _, table := range []string{"events", "subscriptions", "subscription_secrets", "settings", "deliveries"} {
 			require.False(t, exists(b.ctx, t, b.schema+"."+table), table)
@@ -396,7 +419,7 @@ func TestDown(t *testing.T) {
 
 		res, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
-		require.Equal(t, upTo(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, outboxdVersions(t), res.Outboxd)
 		require.Empty(t, res.River)
 		require.True(t, res.UpToDate())
 		require.True(t, exists(b.ctx, t, b.schema+".events"))
@@ -406,9 +429,9 @@ func TestDown(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: len(outboxdVersions(t))})
 		require.NoError(t, err)
-		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, outboxdDown(t), res.Outboxd)
 		require.Zero(t, res.OutboxdCurrent)
 
 		// Nothing left to roll back: a clear error, and nothing changes.
@@ -428,7 +451,7 @@ func TestDown(t *testing.T) {
 		b := setup(t)
 		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{All: true})
 		require.NoError(t, err)
-		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, outboxdDown(t), res.Outboxd)
 		require.ElementsMatch(t, upTo(b.up.RiverLatest), res.River, "every River version is removed")
 		require.Zero(t, res.RiverCurrent)
 		require.Zero(t, res.OutboxdCurrent)
@@ -448,7 +471,7 @@ func TestDown(t *testing.T) {
 		res, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
 		require.Equal(t, upTo(b.up.RiverLatest), res.River)
-		require.Equal(t, upTo(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, outboxdVersions(t), res.Outboxd)
 		require.True(t, res.UpToDate())
 	})
 
@@ -557,7 +580,7 @@ func TestDown(t *testing.T) {
 		event, err := store.Publish(b.ctx, &outbox.PublishParams{Type: "agent.step.completed"})
 		require.NoError(t, err)
 
-		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: len(outboxdVersions(t))})
 		require.NoError(t, err)
 		_, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
@@ -697,7 +720,7 @@ func TestHeadersAcrossVersion7(t *testing.T) {
 			require.NoError(t, err)
 		}
 
-		res, err := b.keyed.Down(b.ctx, &migrations.DownOpts{Steps: outboxdLatest(t) - 6})
+		res, err := b.keyed.Down(b.ctx, &migrations.DownOpts{Steps: version(t, b).OutboxdCurrent - 6})
 		require.NoError(t, err)
 		require.EqualValues(t, 1, res.HeadersUnsealed)
 		require.Equal(t, 6, res.OutboxdCurrent)

@@ -69,6 +69,7 @@ func TestImportsPointOneWay(t *testing.T) {
 			require.NotEqual(t, module+"/cmd/outboxd", imp, "%s imports the command", p.ImportPath)
 			require.False(t, imp == module+"/outbox/outboxtest" && p.ImportPath != module+"/outbox/outboxtest",
 				"%s imports the test harness outside its tests", p.ImportPath)
+			require.False(t, imp == module+"/outbox/browsertest", "%s imports the browser harness outside its tests", p.ImportPath)
 			require.False(t, strings.HasPrefix(imp, module+"/outbox/internal") && !strings.HasPrefix(p.ImportPath, module+"/outbox"),
 				"%s reaches into outbox/internal", p.ImportPath)
 		}
@@ -79,6 +80,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		if p.ImportPath == module+"/cmd/outboxd" {
 			require.False(t, slices.Contains(p.Deps, "testing"), "outboxd links in the testing package")
 			require.False(t, slices.Contains(p.Deps, "github.com/stretchr/testify/require"), "outboxd links in testify")
+			require.False(t, slices.Contains(p.Deps, "github.com/chromedp/chromedp"), "outboxd links in the browser driver")
 		}
 	}
 }

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -96,6 +97,23 @@ func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParam
 		payload = json.RawMessage("{}")
 	} else if !json.Valid(payload) {
 		return nil, invalid("payload", "not valid JSON")
+	} else if path, key := findNUL(payload); path != "" {
+		if key {
+			return nil, invalid(path, `a key must not contain NUL characters (\u0000): jsonb cannot store them`)
+		}
+		return nil, invalid(path, `must not contain NUL characters (\u0000): jsonb cannot store them`)
+	}
+	if err := checkID("agent_id", params.AgentID, "events_agent_id_length"); err != nil {
+		return nil, err
+	}
+	if err := checkID("organization_id", params.OrganizationID, "events_organization_id_length"); err != nil {
+		return nil, err
+	}
+	if err := checkID("idempotency_key", params.IdempotencyKey, "events_idempotency_key_length"); err != nil {
+		return nil, err
+	}
+	if err := checkEncoding("type", params.Type); err != nil { // the rest is checked by the database, quoting the type
+		return nil, err
 	}
 	row, err := s.queries.EventPublish(ctx, s.on(tx), &dbsqlc.EventPublishParams{
 		Type:           params.Type,
@@ -105,7 +123,14 @@ func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParam
 		IdempotencyKey: nullable(params.IdempotencyKey),
 	})
 	if err != nil {
-		return nil, translateError("publish", err)
+		err = translateError("publish", err)
+		var validation *ValidationError
+		if errors.As(err, &validation) && validation.Field == "" {
+			// The text parameters are checked above: what Postgres still refuses
+			// without naming a column (a lone \ud800) is in the payload.
+			validation.Field = "payload"
+		}
+		return nil, err
 	}
 	return eventFromRow(row), nil
 }

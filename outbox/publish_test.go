@@ -264,9 +264,12 @@ func TestPublishValidation(t *testing.T) {
 		{"PayloadNotJSONAtAll", outbox.PublishParams{Type: "a.b", Payload: json.RawMessage(`step-1`)}, "payload", "not valid JSON", ""},
 		{"PayloadTrailingGarbage", outbox.PublishParams{Type: "a.b", Payload: json.RawMessage(`{} {}`)}, "payload", "not valid JSON", ""},
 		{"PayloadOverDefaultLimit", outbox.PublishParams{Type: "a.b", Payload: payloadOfSize(262145)}, "payload", "event payload is 262145 bytes, over the limit of 262144 bytes", "max_payload_bytes"},
-		{"AgentIDTooLong", outbox.PublishParams{Type: "a.b", AgentID: strings.Repeat("a", 256)}, "agent_id", "events_agent_id_length", ""},
-		{"OrganizationIDTooLong", outbox.PublishParams{Type: "a.b", OrganizationID: strings.Repeat("o", 256)}, "organization_id", "events_organization_id_length", ""},
-		{"IdempotencyKeyTooLong", outbox.PublishParams{Type: "a.b", IdempotencyKey: strings.Repeat("k", 256)}, "idempotency_key", "events_idempotency_key_length", ""},
+		{"AgentIDTooLong", outbox.PublishParams{Type: "a.b", AgentID: strings.Repeat("a", 256)}, "agent_id", "1 to 255 characters", ""},
+		{"AgentIDNUL", outbox.PublishParams{Type: "a.b", AgentID: "a\x00"}, "agent_id", `must not contain NUL characters (\u0000)`, ""},
+		{"TypeNUL", outbox.PublishParams{Type: "a.b\x00"}, "type", `must not contain NUL characters (\u0000)`, ""},
+		{"TypeInvalidUTF8", outbox.PublishParams{Type: "a.b\xff"}, "type", "must be valid UTF-8", ""},
+		{"OrganizationIDTooLong", outbox.PublishParams{Type: "a.b", OrganizationID: strings.Repeat("o", 256)}, "organization_id", "1 to 255 characters", ""},
+		{"IdempotencyKeyTooLong", outbox.PublishParams{Type: "a.b", IdempotencyKey: strings.Repeat("k", 256)}, "idempotency_key", "1 to 255 characters", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -162,16 +161,18 @@ func (r RetrySchedule) MarshalJSON() ([]byte, error) {
 	return json.Marshal(parts)
 }
 
+// UnmarshalJSON reads a list of Go durations. Its errors are *ValidationError
+// naming retry_schedule, with the index of a bad entry (retry_schedule[2]).
 func (r *RetrySchedule) UnmarshalJSON(data []byte) error {
 	var parts []string
 	if err := json.Unmarshal(data, &parts); err != nil {
-		return errors.New(`retry_schedule must be a list of durations like ["5s","5m"]`)
+		return invalid("retry_schedule", `a list of durations like ["5s","5m"]`)
 	}
 	schedule := make(RetrySchedule, len(parts))
 	for i, p := range parts {
 		d, err := time.ParseDuration(p)
 		if err != nil {
-			return fmt.Errorf("%q is not a duration like 5s, 5m or 2h", p)
+			return invalid(fmt.Sprintf("retry_schedule[%d]", i), "%q is not a duration like 5s, 5m or 2h", p)
 		}
 		schedule[i] = d
 	}
@@ -339,6 +340,15 @@ func (s *Store) validateSubscriptionFields(ctx context.Context, params *Subscrip
 	}
 	if len(params.EventTypes) > 100 {
 		return invalid("event_types", "at most 100 patterns")
+	}
+	if err := checkText("description", params.Description, 1024, "subscriptions_description_length"); err != nil {
+		return err
+	}
+	if err := checkID("agent_id", params.AgentID, "subscriptions_agent_id_length"); err != nil {
+		return err
+	}
+	if err := checkID("organization_id", params.OrganizationID, "subscriptions_organization_id_length"); err != nil {
+		return err
 	}
 	if err := ValidateHeaders(params.Headers); err != nil {
 		return &ValidationError{Field: "headers", Message: err.Error()}

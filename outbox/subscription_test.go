@@ -328,9 +328,12 @@ func TestSubscriptionCreateValidation(t *testing.T) {
 		{"SecretTooShort", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Secret: make(signing.Secret, 16)}, "secret", "must be 24 to 64 bytes"},
 		{"SecretTooLong", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Secret: make(signing.Secret, 65)}, "secret", "must be 24 to 64 bytes"},
 		{"SecretEmpty", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Secret: signing.Secret{}}, "secret", "must be 24 to 64 bytes"},
-		{"AgentIDTooLong", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", AgentID: strings.Repeat("a", 256)}, "agent_id", "subscriptions_agent_id_length"},
-		{"OrganizationIDTooLong", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", OrganizationID: strings.Repeat("o", 256)}, "organization_id", "subscriptions_organization_id_length"},
-		{"DescriptionTooLong", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Description: strings.Repeat("d", 1025)}, "description", "subscriptions_description_length"},
+		{"AgentIDTooLong", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", AgentID: strings.Repeat("a", 256)}, "agent_id", "1 to 255 characters"},
+		{"OrganizationIDTooLong", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", OrganizationID: strings.Repeat("o", 256)}, "organization_id", "1 to 255 characters"},
+		{"DescriptionTooLong", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Description: strings.Repeat("d", 1025)}, "description", "at most 1024 characters"},
+		{"DescriptionMultibyte", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Description: strings.Repeat("é", 1025)}, "description", "at most 1024 characters"},
+		{"DescriptionNUL", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Description: "a\x00b"}, "description", `must not contain NUL characters (\u0000)`},
+		{"DescriptionInvalidUTF8", outbox.SubscriptionCreateParams{URL: "https://1.1.1.1/", Description: "a\xffb"}, "description", "must be valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -804,10 +807,10 @@ func TestRetryScheduleJSON(t *testing.T) {
 			input   string
 			wantErr string
 		}{
-			{`"5s"`, "must be a list of durations"},
-			{`[5]`, "must be a list of durations"},
-			{`{"a":"5s"}`, "must be a list of durations"},
-			{`["5 seconds"]`, `"5 seconds" is not a duration`},
+			{`"5s"`, `retry_schedule: a list of durations like ["5s","5m"]`},
+			{`[5]`, `retry_schedule: a list of durations like ["5s","5m"]`},
+			{`{"a":"5s"}`, `retry_schedule: a list of durations like ["5s","5m"]`},
+			{`["5s", "5 seconds"]`, `retry_schedule[1]: "5 seconds" is not a duration`},
 		}
 		for _, tt := range tests {
 			var got outbox.RetrySchedule

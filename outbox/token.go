@@ -66,6 +66,12 @@ func (s *Store) TokenCreate(ctx context.Context, params *TokenCreateParams) (*To
 	if strings.TrimSpace(params.OrganizationID) == "" {
 		return nil, invalid("organization_id", "required: a token sees one organization")
 	}
+	if err := checkID("organization_id", params.OrganizationID, "api_tokens_organization_id_length"); err != nil {
+		return nil, err
+	}
+	if err := checkText("name", params.Name, 200, "api_tokens_name_length"); err != nil {
+		return nil, err
+	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err

@@ -26,6 +26,10 @@ import (
 
 type runFlags struct {
 	httpAddr            string
+	httpReadTimeout     time.Duration
+	httpIdleTimeout     time.Duration
+	httpMaxConnections  int
+	sessionLifetime     time.Duration
 	allowPrivateTargets string
 	apiTokenFile        string
 	redisURL            string
@@ -60,9 +64,11 @@ func newRunCommand(a *app) *cobra.Command {
 	f := &runFlags{}
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Run the daemon: relay, fan-out and delivery workers, health and metrics",
+		Short: "Run the daemon: relay, workers, REST API, River UI, health and metrics",
 		Long: `Run the daemon: the relay that claims committed events, River's fan-out and
-delivery workers, and an HTTP server with /healthz, /readyz and /metrics.
+delivery workers, and an HTTP server on --http-addr with the REST API (/v1, described
+at /openapi.json), the River UI (/riverui/; browsers sign in at /login with an
+admin token), /healthz, /readyz and /metrics.
 
 Run as many as you like against one database; they share the work. SIGINT or
 SIGTERM stops claiming, lets in-flight deliveries finish for --shutdown-timeout,
@@ -70,14 +76,19 @@ then hands the rest back to the queue; nothing is lost. A second signal exits at
 once (still nothing is lost: unfinished work is retried by another daemon or the
 next start).
 
-Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets.`,
+Needs OUTBOXD_ENCRYPTION_KEY to read the subscriptions' signing secrets, and
+OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDaemon(cmd.Context(), a, f)
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address for /healthz, /readyz and /metrics")
+	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP server: REST API (/v1), River UI (/riverui/, sign-in at /login), /healthz, /readyz and /metrics")
+	flags.DurationVar(&f.httpReadTimeout, "http-read-timeout", httpapi.ReadTimeoutDefault, "longest a client may take to send a request, body included; a slower one is answered 408 and disconnected (answers may take --request-timeout + 30s, for subscription tests)")
+	flags.DurationVar(&f.httpIdleTimeout, "http-idle-timeout", httpapi.IdleTimeoutDefault, "close a keep-alive connection that sends no request for this long")
+	flags.IntVar(&f.httpMaxConnections, "http-max-connections", httpapi.MaxConnectionsDefault, "most HTTP connections open at once; more wait to be accepted")
+	flags.DurationVar(&f.sessionLifetime, "session-lifetime", httpapi.SessionLifetimeDefault, "how long a River UI sign-in (/login) lasts before the browser must sign in again")
 	flags.StringVar(&f.allowPrivateTargets, "allow-private-targets", "", "CIDR prefixes that webhooks may reach although private, loopback or link-local, e.g. 127.0.0.0/8 (default none)")
 	flags.StringVar(&f.redisURL, "redis-url", "", "optional Redis (redis://host:6379/0) whose wake channel, <schema>.wake, producers may PUBLISH to after committing for lower latency")
 	flags.StringVar(&f.apiTokenFile, "api-token-file", "", "file of admin API tokens, one per line, besides OUTBOXD_API_TOKEN")
@@ -127,6 +138,14 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		return fmt.Errorf("--circuit-backoff (%s) must be positive and at most --circuit-backoff-max (%s)", f.circuitBackoff, f.circuitBackoffMx)
 	case f.disableAfter < 0:
 		return fmt.Errorf("--disable-after: %s is negative (0 never disables)", f.disableAfter)
+	case f.httpReadTimeout <= 0:
+		return fmt.Errorf("--http-read-timeout: must be positive, not %s", f.httpReadTimeout)
+	case f.httpIdleTimeout <= 0:
+		return fmt.Errorf("--http-idle-timeout: must be positive, not %s", f.httpIdleTimeout)
+	case f.httpMaxConnections < 1:
+		return fmt.Errorf("--http-max-connections: must be at least 1, not %d", f.httpMaxConnections)
+	case f.sessionLifetime <= 0 || f.sessionLifetime > outbox.WebSessionLifetimeMax:
+		return fmt.Errorf("--session-lifetime: %s is not between 0 and %s", f.sessionLifetime, outbox.WebSessionLifetimeMax)
 	}
 	keyring, err := a.keyring()
 	if err != nil {
@@ -253,20 +272,24 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	server := &http.Server{
-		Handler: httpapi.NewHandler(&httpapi.Config{
-			Logger:            logger,
-			Ready:             schemaReady(logger, daemon.Ready, migrator.Check),
-			Degraded:          daemon.Degraded,
-			Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
-			Store:             store,
-			Operations:        daemon.Operations(),
-			AdminTokens:       adminTokens,
-			TokenOrganization: tokenOrganization(store),
-			RiverUI:           riverUI,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	server := httpapi.NewServer(httpapi.NewHandler(&httpapi.Config{
+		Logger:            logger,
+		Ready:             schemaReady(logger, daemon.Ready, migrator.Check),
+		Degraded:          daemon.Degraded,
+		Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		Store:             store,
+		Operations:        daemon.Operations(),
+		AdminTokens:       adminTokens,
+		TokenOrganization: tokenOrganization(store),
+		RiverUI:           riverUI,
+		SessionLifetime:   f.sessionLifetime,
+	}), &httpapi.ServerConfig{
+		ReadTimeout:    f.httpReadTimeout,
+		WriteTimeout:   httpapi.WriteTimeoutFor(f.requestTimeout),
+		IdleTimeout:    f.httpIdleTimeout,
+		MaxConnections: f.httpMaxConnections,
+		Logger:         logger,
+	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
 

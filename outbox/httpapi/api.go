@@ -311,7 +311,7 @@ func (a *api) subscriptionUpdate(w http.ResponseWriter, r *http.Request) {
 		params.SetRetrySchedule = true
 		if string(req.RetrySchedule) != "null" {
 			if err := json.Unmarshal(req.RetrySchedule, &params.RetrySchedule); err != nil {
-				a.fail(w, r, &outbox.ValidationError{Field: "retry_schedule", Message: err.Error()})
+				a.fail(w, r, err) // a *outbox.ValidationError naming the entry
 				return
 			}
 		}
@@ -415,8 +415,20 @@ func (a *api) subscriptionSecretRotate(w http.ResponseWriter, r *http.Request) {
 }
 
 type recoverRequest struct {
-	Since *time.Time `json:"since"`
-	Until *time.Time `json:"until"`
+	Since json.RawMessage `json:"since"`
+	Until json.RawMessage `json:"until"`
+}
+
+// timeField reads an RFC 3339 time from a JSON body; nil when it is absent.
+func timeField(name string, raw json.RawMessage) (*time.Time, error) {
+	if raw == nil || string(raw) == "null" {
+		return nil, nil
+	}
+	var t time.Time
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, &outbox.ValidationError{Field: name, Message: "an RFC 3339 time like 2026-01-02T15:04:05Z"}
+	}
+	return &t, nil
 }
 
 func (a *api) subscriptionRecover(w http.ResponseWriter, r *http.Request) {
@@ -424,19 +436,26 @@ func (a *api) subscriptionRecover(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if req.Since == nil {
-		a.fail(w, r, &outbox.ValidationError{Field: "since", Message: "required: an RFC 3339 time"})
+	since, err := timeField("since", req.Since)
+	if err == nil && since == nil {
+		err = &outbox.ValidationError{Field: "since", Message: "required: an RFC 3339 time"}
+	}
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	until := time.Now()
-	if req.Until != nil {
-		until = *req.Until
+	if parsed, err := timeField("until", req.Until); err != nil {
+		a.fail(w, r, err)
+		return
+	} else if parsed != nil {
+		until = *parsed
 	}
 	sub, ok := a.subscription(w, r)
 	if !ok {
 		return
 	}
-	recovery, err := a.ops.RecoveryStart(r.Context(), sub.ID, *req.Since, until)
+	recovery, err := a.ops.RecoveryStart(r.Context(), sub.ID, *since, until)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -56,6 +56,7 @@ type apiBundle struct {
 	strict *httptest.Server
 	events <-chan *river.Event
 	logs   *syncBuffer
+	config *httpapi.Config // what server serves, for handlers of a test's own
 }
 
 // receiver is a loopback webhook receiver answering with status().
@@ -143,7 +144,7 @@ func setup(t *testing.T) *apiBundle {
 	strict := httptest.NewServer(httpapi.NewHandler(&strictConfig))
 	t.Cleanup(strict.Close)
 
-	return &apiBundle{ctx: ctx, store: store, server: server, strict: strict, events: events, logs: logs}
+	return &apiBundle{ctx: ctx, store: store, server: server, strict: strict, events: events, logs: logs, config: config}
 }
 
 // response is a decoded answer.
@@ -245,7 +246,8 @@ func TestAuthentication(t *testing.T) {
 
 	r := call(t, b.server, "", "GET", "/v1/subscriptions", nil)
 	requireProblem(t, r, http.StatusUnauthorized)
-	require.Contains(t, r.header.Get("WWW-Authenticate"), "Bearer")
+	require.Equal(t, []string{`Bearer realm="outboxd"`, `Basic realm="outboxd", charset="UTF-8"`}, r.header.Values("WWW-Authenticate"),
+		"one challenge per line: Chromium reads only the first challenge of a line")
 
 	requireProblem(t, call(t, b.server, "wrong-token", "GET", "/v1/subscriptions", nil), http.StatusUnauthorized)
 	requireProblem(t, call(t, b.server, adminToken+"x", "GET", "/v1/events", nil), http.StatusUnauthorized)
@@ -353,7 +355,7 @@ func TestBadInput(t *testing.T) {
 		{"TrailingData", "POST", "/v1/subscriptions", `{"url":"https://example.com"} {}`, http.StatusBadRequest, ""},
 		{"EmptyBody", "POST", "/v1/events", ``, http.StatusBadRequest, ""},
 		{"UnknownField", "POST", "/v1/subscriptions", map[string]any{"url": "https://example.com", "colour": "red"}, http.StatusBadRequest, ""},
-		{"WrongType", "POST", "/v1/subscriptions", map[string]any{"url": 42}, http.StatusBadRequest, ""},
+		{"WrongType", "POST", "/v1/subscriptions", map[string]any{"url": 42}, http.StatusUnprocessableEntity, "url"},
 		{"MissingURL", "POST", "/v1/subscriptions", map[string]any{}, http.StatusUnprocessableEntity, "url"},
 		{"Loopback", "POST", "/v1/subscriptions", map[string]any{"url": "http://127.0.0.1:8080/hook"}, http.StatusUnprocessableEntity, "url"},
 		{"Localhost", "POST", "/v1/subscriptions", map[string]any{"url": "http://localhost/hook"}, http.StatusUnprocessableEntity, "url"},
@@ -370,7 +372,7 @@ func TestBadInput(t *testing.T) {
 		{"NegativeMaxInFlight", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"max_in_flight": -2}, http.StatusUnprocessableEntity, "max_in_flight"},
 		{"ReservedEventType", "POST", "/v1/events", map[string]any{"type": "outboxd.subscription.disabled"}, http.StatusUnprocessableEntity, "type"},
 		{"BadSecret", "POST", "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/", "secret": "nope"}, http.StatusUnprocessableEntity, "secret"},
-		{"BadRetrySchedule", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"retry_schedule": []string{"soon"}}, http.StatusUnprocessableEntity, "retry_schedule"},
+		{"BadRetrySchedule", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"retry_schedule": []string{"soon"}}, http.StatusUnprocessableEntity, "retry_schedule[0]"},
 		{"PatchToLoopback", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"url": "http://127.0.0.1/"}, http.StatusUnprocessableEntity, "url"},
 		{"EmptyEventTypes", "PATCH", "/v1/subscriptions/" + sub, map[string]any{"event_types": []string{}}, http.StatusUnprocessableEntity, "event_types"},
 		{"EventBadType", "POST", "/v1/events", map[string]any{"type": "Step Done"}, http.StatusUnprocessableEntity, "type"},
@@ -692,7 +694,7 @@ func TestRiverUIBehindAuth(t *testing.T) {
 
 	r := call(t, b.server, "", "GET", "/riverui/", nil)
 	requireProblem(t, r, http.StatusUnauthorized)
-	require.Contains(t, r.header.Get("WWW-Authenticate"), "Basic", "a browser is asked for credentials")
+	require.Contains(t, r.header.Values("WWW-Authenticate"), `Basic realm="outboxd", charset="UTF-8"`, "a browser is asked for credentials")
 
 	req, err := http.NewRequest("GET", b.server.URL+"/riverui/", nil)
 	require.NoError(t, err)

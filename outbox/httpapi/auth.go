@@ -61,16 +61,21 @@ func newAuthenticator(adminTokens []string, lookup func(ctx context.Context, tok
 
 var errUnauthorized = errors.New("unauthorized")
 
+// isAdminDigest reports, in constant time, whether digest is the SHA-256 of a
+// configured admin token.
+func (a *authenticator) isAdminDigest(digest []byte) bool {
+	found := 0
+	for _, want := range a.adminDigests {
+		found |= subtle.ConstantTimeCompare(digest, want[:])
+	}
+	return found == 1
+}
+
 func (a *authenticator) authenticate(ctx context.Context, token string) (principal, error) {
 	if token == "" {
 		return principal{}, errUnauthorized
 	}
-	digest := sha256.Sum256([]byte(token))
-	admin := 0
-	for _, want := range a.adminDigests {
-		admin |= subtle.ConstantTimeCompare(digest[:], want[:])
-	}
-	if admin == 1 {
+	if digest := sha256.Sum256([]byte(token)); a.isAdminDigest(digest[:]) {
 		return principal{admin: true}, nil
 	}
 	if a.lookup == nil {
@@ -93,8 +98,7 @@ func (a *authenticator) require(next http.Handler, adminOnly bool, onError func(
 		p, err := a.authenticate(r.Context(), credentials(r))
 		switch {
 		case errors.Is(err, errUnauthorized):
-			w.Header().Set("WWW-Authenticate", `Bearer realm="outboxd", Basic realm="outboxd"`)
-			writeProblem(w, http.StatusUnauthorized, "a valid token is required: Authorization: Bearer <token>")
+			unauthorized(w)
 			return
 		case err != nil:
 			onError(w, r, err)
@@ -105,4 +109,19 @@ func (a *authenticator) require(next http.Handler, adminOnly bool, onError func(
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// unauthorized answers 401 with one WWW-Authenticate line per scheme. Chromium
+// reads only the first challenge of a line, so "Bearer …, Basic …" on one line
+// never showed its sign-in prompt; on their own lines it skips Bearer, which it
+// does not know, and asks for Basic.
+func unauthorized(w http.ResponseWriter) {
+	addChallenges(w)
+	writeProblem(w, http.StatusUnauthorized, "a valid token is required: Authorization: Bearer <token>")
+}
+
+// addChallenges sets the WWW-Authenticate lines of a 401.
+func addChallenges(w http.ResponseWriter) {
+	w.Header().Add("WWW-Authenticate", `Bearer realm="outboxd"`)
+	w.Header().Add("WWW-Authenticate", `Basic realm="outboxd", charset="UTF-8"`)
 }

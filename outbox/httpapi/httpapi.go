@@ -1,15 +1,19 @@
 // Package httpapi owns outboxd's HTTP surface: the REST API under /v1 (with its
-// OpenAPI document at /openapi.json), bearer-token auth, the River UI mount,
-// liveness (/healthz), readiness (/readyz) and Prometheus metrics (/metrics). It
+// OpenAPI document at /openapi.json), bearer-token auth, the River UI mount and
+// its browser sign-in (/login, session cookies), liveness (/healthz), readiness
+// (/readyz), Prometheus metrics (/metrics), and the server's limits. It
 // does not import the jobs package: what it needs from the daemon comes in as the
 // Operations interface and functions, which cmd/outboxd wires up.
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	_ "embed" // the OpenAPI document
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/outboxd/outboxd/outbox"
@@ -49,9 +53,14 @@ type Config struct {
 	// admin tokens.
 	TokenOrganization func(ctx context.Context, token string) (organizationID string, err error)
 
-	// RiverUI, if set, is served at /riverui/ to admin tokens (bearer, or basic
-	// auth with the token as the password so a browser can open it).
+	// RiverUI, if set, is served at /riverui/ to admins: an admin token (bearer,
+	// or basic auth with the token as the password), or, with Store set, a
+	// browser session started at /login.
 	RiverUI http.Handler
+
+	// SessionLifetime is how long a browser session started at /login lasts.
+	// Defaults to SessionLifetimeDefault (12h).
+	SessionLifetime time.Duration
 }
 
 // NewHandler returns the HTTP handler for outboxd run.
@@ -103,12 +112,54 @@ func NewHandler(config *Config) http.Handler {
 			}), false, onError))
 		}
 		mux.Handle("/v1/", auth.require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if allowed := allowedMethods(mux, r); len(allowed) > 0 {
+				allow := strings.Join(allowed, ", ")
+				w.Header().Set("Allow", allow)
+				writeProblem(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
+				return
+			}
 			writeProblem(w, http.StatusNotFound, "no such endpoint; see /openapi.json")
 		}), false, onError))
 	}
 	if config.RiverUI != nil {
-		mux.Handle("/riverui/", auth.require(config.RiverUI, true, onError))
+		riverUI := auth.require(config.RiverUI, true, onError)
+		if config.Store != nil {
+			s := &sessions{store: config.Store, auth: auth, lifetime: cmp.Or(config.SessionLifetime, SessionLifetimeDefault), logger: logger}
+			s.mount(mux)
+			riverUI = s.require(config.RiverUI, onError)
+		}
+		mux.Handle("/riverui/", riverUI)
 		mux.Handle("GET /riverui", http.RedirectHandler("/riverui/", http.StatusMovedPermanently))
 	}
-	return mux
+	return crossOriginProtection().Handler(mux)
+}
+
+// allowedMethods lists the methods the API serves on r's path, for a request
+// that reached the catch-all /v1/ pattern: none means the path is unknown.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allowed []string
+	for _, method := range []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/v1/" {
+			allowed = append(allowed, method)
+		}
+	}
+	return allowed
+}
+
+// crossOriginProtection refuses state-changing requests (anything but GET, HEAD
+// and OPTIONS) that a browser sends on behalf of another site: Sec-Fetch-Site
+// cross-site or same-site, or, from browsers too old to send it, an Origin whose
+// host is not the request's Host. A browser that has cached basic-auth
+// credentials would otherwise attach them to a form or fetch from any page.
+// Requests without either header (curl, SDKs, other servers) are not a browser
+// acting for someone else and pass. Same-site is refused too: a sibling
+// subdomain (another team's app) is not trusted with outboxd's admin powers.
+func crossOriginProtection() *http.CrossOriginProtection {
+	protection := http.NewCrossOriginProtection()
+	protection.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, http.StatusForbidden, "cross-origin request refused: a page on another site may not change anything here (Origin or Sec-Fetch-Site says the request comes from elsewhere)")
+	}))
+	return protection
 }

@@ -30,6 +30,14 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 			documented = append(documented, strings.ToUpper(method)+" "+path)
 			responses, _ := operation["responses"].(map[string]any)
 			require.Contains(t, responses, "401", "%s %s documents the missing-token answer", method, path)
+			if method != "get" {
+				require.Contains(t, responses, "403", "%s %s documents the cross-origin refusal", method, path)
+			}
+			if _, body := operation["requestBody"]; body {
+				for _, status := range []string{"400", "413", "415", "422"} {
+					require.Contains(t, responses, status, "%s %s takes a body, so it documents %s", method, path, status)
+				}
+			}
 
 			// Path parameters in the template are declared.
 			params, _ := operation["parameters"].([]any)

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/outboxd/outboxd/outbox"
@@ -69,42 +72,115 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 const maxRequestBody = 1 << 20
 
 // decodeJSON reads one JSON object into v, refusing unknown fields and trailing
-// data. On failure it has answered the request and returns false.
+// data. A body must come as Content-Type: application/json, which no HTML form
+// and no "simple" cross-site request can send. On failure it has answered the
+// request and returns false: 415 for another content type, 413 for a body over
+// maxRequestBody, 408 for one that does not arrive in time, 400 for what is not
+// a JSON object, and 422 naming the field for a value of the wrong type.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeProblem(w, http.StatusUnsupportedMediaType, "send application/json")
+	if r.ContentLength != 0 && !isJSON(r.Header.Get("Content-Type")) {
+		writeProblem(w, http.StatusUnsupportedMediaType, "send the body as Content-Type: application/json")
 		return false
 	}
 	decoder := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	decoder.DisallowUnknownFields()
-	if err := decoder.Decode(v); err != nil {
-		writeProblem(w, http.StatusBadRequest, describeJSONError(err))
-		return false
+	err := decoder.Decode(v)
+	if err == nil {
+		if _, err = decoder.Token(); errors.Is(err, io.EOF) {
+			return true
+		}
+		if err == nil || isSyntaxError(err) {
+			writeProblem(w, http.StatusBadRequest, "malformed JSON: unexpected data after the object")
+			return false
+		}
 	}
-	if _, err := decoder.Token(); !errors.Is(err, io.EOF) {
-		writeProblem(w, http.StatusBadRequest, "malformed JSON: unexpected data after the object")
-		return false
-	}
-	return true
+	status, detail, fields := describeJSONError(err)
+	writeProblem(w, status, detail, fields...)
+	return false
 }
 
-func describeJSONError(err error) string {
+func isSyntaxError(err error) bool {
 	var syntax *json.SyntaxError
-	var typeErr *json.UnmarshalTypeError
-	var tooLarge *http.MaxBytesError
+	return errors.As(err, &syntax)
+}
+
+// isJSON reports whether a Content-Type header is application/json, with any
+// parameters (charset=utf-8).
+func isJSON(contentType string) bool {
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mediaType == "application/json"
+}
+
+// describeJSONError says what is wrong with a request body in the API's terms,
+// never Go's.
+func describeJSONError(err error) (status int, detail string, fields []FieldProblem) {
+	var (
+		syntax     *json.SyntaxError
+		typeErr    *json.UnmarshalTypeError
+		tooLarge   *http.MaxBytesError
+		validation *outbox.ValidationError
+		netErr     net.Error
+	)
 	switch {
 	case errors.Is(err, io.EOF):
-		return "malformed JSON: the body is empty; send a JSON object"
+		return http.StatusBadRequest, "malformed JSON: the body is empty; send a JSON object", nil
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return http.StatusBadRequest, "malformed JSON: the body ends in the middle of a value", nil
 	case errors.As(err, &syntax):
-		return fmt.Sprintf("malformed JSON at byte %d: %s", syntax.Offset, syntax.Error())
-	case errors.As(err, &typeErr):
-		return fmt.Sprintf("field %q: expected %s, got a JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		return http.StatusBadRequest, fmt.Sprintf("malformed JSON at byte %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: ")), nil
 	case errors.As(err, &tooLarge):
-		return fmt.Sprintf("the body is larger than %d bytes", tooLarge.Limit)
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", tooLarge.Limit), nil
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return http.StatusRequestTimeout, "the body did not arrive within the server's read timeout", nil
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return http.StatusBadRequest, "the body must be a JSON object, not " + jsonValueName(typeErr.Value), nil
+	case errors.As(err, &typeErr):
+		message := "expected " + jsonTypeName(typeErr.Type) + ", got " + jsonValueName(typeErr.Value)
+		return http.StatusUnprocessableEntity, typeErr.Field + ": " + message, []FieldProblem{{Field: typeErr.Field, Message: message}}
+	case errors.As(err, &validation):
+		return http.StatusUnprocessableEntity, validation.Error(), []FieldProblem{{Field: validation.Field, Message: validation.Message}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return http.StatusBadRequest, "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field "), nil
 	}
-	return "malformed JSON: " + err.Error()
+	return http.StatusBadRequest, "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: "), nil
+}
+
+// jsonTypeName names the JSON a Go type is decoded from.
+func jsonTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
+}
+
+// jsonValueName names what a body held, from UnmarshalTypeError.Value ("array",
+// "number 1.5").
+func jsonValueName(value string) string {
+	switch value {
+	case "array", "object":
+		return "an " + value
+	case "string", "number":
+		return "a " + value
+	case "bool":
+		return "a boolean"
+	}
+	if number, ok := strings.CutPrefix(value, "number "); ok {
+		return number
+	}
+	return value
 }
 
 func writeJSON(w http.ResponseWriter, logger *slog.Logger, status int, v any) {

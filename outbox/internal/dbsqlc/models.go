@@ -165,3 +165,17 @@ type OutboxSubscriptionSecret struct {
 	CreatedAt      time.Time
 	ExpiresAt      *time.Time
 }
+
+type OutboxWebSession struct {
+	ID               string
+	OrganizationID   *string
+	AgentID          *string
+	ApiTokenID       *string
+	AdminTokenDigest []byte
+	TokenDigest      []byte
+	UserAgent        string
+	CreatedAt        time.Time
+	ExpiresAt        time.Time
+	LastSeenAt       time.Time
+	RevokedAt        *time.Time
+}
