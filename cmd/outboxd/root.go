@@ -261,12 +261,18 @@ func nameFlags(cmd *cobra.Command, err error) string {
 	if cmd == nil || !errors.As(err, &invalid) || invalid.Field == "" {
 		return msg
 	}
-	name := fieldFlags[invalid.Field]
+	field, within := invalid.Field, ""
+	if rest, ok := strings.CutPrefix(field, "payload"); ok && (strings.HasPrefix(rest, ".") || strings.HasPrefix(rest, "[")) {
+		field, within = "payload", strings.TrimPrefix(rest, ".") // a place inside the payload: --data at step.note
+	}
+	name := fieldFlags[field]
 	if name == "" {
-		name = strings.ReplaceAll(invalid.Field, "_", "-")
+		name = strings.ReplaceAll(field, "_", "-")
 	}
 	renamed := *invalid
 	switch {
+	case cmd.Flags().Lookup(name) != nil && within != "":
+		renamed.Field = "--" + name + " at " + within
 	case cmd.Flags().Lookup(name) != nil:
 		renamed.Field = "--" + name
 	case slices.Contains(strings.Fields(cmd.Use), strings.ToUpper(invalid.Field)):
