@@ -102,7 +102,7 @@ func TestPublish(t *testing.T) {
 
 		// Empty strings are stored as NULL, not as "".
 		var agent, org, key *string
-		err = outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT agent_id, organization_id, idempotency_key FROM %s.events WHERE event_id = $1", b.store.Schema()), event.ID).Scan(&agent, &org, &key)
+		err = outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT agent_id, organization_id, idempotency_key FROM %s.event($1)", b.store.Schema()), event.ID).Scan(&agent, &org, &key)
 		require.NoError(t, err)
 		require.Nil(t, agent)
 		require.Nil(t, org)
@@ -172,7 +172,7 @@ func TestPublish(t *testing.T) {
 		require.NoError(t, err)
 		require.Regexp(t, eventIDPattern, rolledBack.ID)
 		var inside int
-		require.NoError(t, tx.QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.events WHERE event_id = $1", b.store.Schema()), rolledBack.ID).Scan(&inside))
+		require.NoError(t, tx.QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.event($1)", b.store.Schema()), rolledBack.ID).Scan(&inside))
 		require.Equal(t, 1, inside, "visible inside its transaction")
 		_, err = b.store.EventGet(b.ctx, rolledBack.ID)
 		require.ErrorIs(t, err, outbox.ErrNotFound, "invisible outside before commit")
@@ -384,9 +384,9 @@ func TestPublishSQL(t *testing.T) {
 			dispatchedAt *time.Time
 		)
 		err := b.pool.QueryRow(b.ctx, fmt.Sprintf(
-			`INSERT INTO %s.events (type, agent_id, organization_id, payload)
+			`INSERT INTO %[1]s.events (type, agent_id, organization_id, payload)
 			VALUES ('agent.step.completed', 'agent-123', 'org-1', '{"step_id":"step-456"}')
-			RETURNING event_id, id, created_at, dispatched_at`, b.schema)).Scan(&eventID, &seq, &createdAt, &dispatchedAt)
+			RETURNING %[1]s.event_id(id, created_at), id, created_at, dispatched_at`, b.schema)).Scan(&eventID, &seq, &createdAt, &dispatchedAt)
 		require.NoError(t, err)
 		require.Regexp(t, eventIDPattern, eventID)
 		require.WithinDuration(t, before, createdAt, time.Minute)
@@ -407,7 +407,7 @@ func TestPublishSQL(t *testing.T) {
 
 		b := setup(t)
 		var eventID string
-		err := b.pool.QueryRow(b.ctx, fmt.Sprintf(`INSERT INTO %s.events (type) VALUES ('agent.run.started') RETURNING event_id`, b.schema)).Scan(&eventID)
+		err := b.pool.QueryRow(b.ctx, fmt.Sprintf(`INSERT INTO %[1]s.events (type) VALUES ('agent.run.started') RETURNING %[1]s.event_id(id, created_at)`, b.schema)).Scan(&eventID)
 		require.NoError(t, err)
 		event, err := b.store.EventGet(b.ctx, eventID)
 		require.NoError(t, err)
@@ -430,12 +430,10 @@ func TestPublishSQL(t *testing.T) {
 			{"TypeUpperCase", "Agent.Step", "{}", "type", "events_type_format", "invalid event type 'Agent.Step'", "like agent.step.completed"},
 			{"TypeOneWord", "agent", "{}", "type", "events_type_format", "invalid event type 'agent'", "two or more dot-separated words"},
 			{"TypeTooLong", "a." + strings.Repeat("b", 199), "{}", "type", "events_type_format", "invalid event type", "at most 200 characters"},
-			{"TypeNull", nil, "{}", "type", "events_type_format", "invalid event type NULL", ""},
 			{"PayloadArray", "a.b", "[1,2]", "payload", "events_payload_object", "event payload must be a JSON object, not array", "Wrap the value in an object"},
 			{"PayloadString", "a.b", `"x"`, "payload", "events_payload_object", "must be a JSON object, not string", ""},
 			{"PayloadNumber", "a.b", "7", "payload", "events_payload_object", "must be a JSON object, not number", ""},
 			{"PayloadJSONNull", "a.b", "null", "payload", "events_payload_object", "must be a JSON object, not null", ""},
-			{"PayloadSQLNull", "a.b", nil, "payload", "events_payload_object", "must be a JSON object, not NULL", ""},
 			{"PayloadOverLimit", "a.b", string(payloadOfSize(262145)), "payload", "events_payload_size", "event payload is 262145 bytes, over the limit of 262144 bytes", b.schema + ".settings.max_payload_bytes"},
 		}
 		for _, tt := range tests {
@@ -446,6 +444,16 @@ func TestPublishSQL(t *testing.T) {
 			require.Equal(t, tt.constraint, pgErr.ConstraintName, tt.name)
 			require.Contains(t, pgErr.Message, tt.message, tt.name)
 			require.Contains(t, pgErr.Hint, tt.hint, tt.name)
+		}
+		// NULL where a value is required: the not-null constraint names the column.
+		for _, null := range []struct{ column, insert string }{
+			{"type", "INSERT INTO %s.events (type, payload) VALUES (NULL, '{}')"},
+			{"payload", "INSERT INTO %s.events (type, payload) VALUES ('a.b', NULL)"},
+		} {
+			_, err := b.pool.Exec(b.ctx, fmt.Sprintf(null.insert, b.schema))
+			pgErr := requirePgError(t, err)
+			require.Equal(t, "23502", pgErr.Code, null.column)
+			require.Equal(t, null.column, pgErr.ColumnName)
 		}
 		_, err := b.pool.Exec(b.ctx, fmt.Sprintf("INSERT INTO %s.events (type, payload) VALUES ('a.b', 'not json')", b.schema))
 		require.Equal(t, "22P02", requirePgError(t, err).Code, "invalid JSON text")

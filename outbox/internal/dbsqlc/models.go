@@ -94,7 +94,6 @@ type OutboxDeliveryLease struct {
 
 type OutboxEvent struct {
 	ID             int64
-	EventID        string
 	Type           string
 	OrganizationID *string
 	AgentID        *string
@@ -103,6 +102,27 @@ type OutboxEvent struct {
 	CreatedAt      time.Time
 	DispatchedAt   *time.Time
 	FannedOutAt    *time.Time
+	LegacyEventID  *string
+}
+
+type OutboxEventIdempotency struct {
+	OrganizationID *string
+	IdempotencyKey string
+	EventSeq       int64
+	EventCreatedAt time.Time
+}
+
+type OutboxEventsDefault struct {
+	ID             int64
+	Type           string
+	OrganizationID *string
+	AgentID        *string
+	Payload        json.RawMessage
+	IdempotencyKey *string
+	CreatedAt      time.Time
+	DispatchedAt   *time.Time
+	FannedOutAt    *time.Time
+	LegacyEventID  *string
 }
 
 type OutboxRiverJob struct {
@@ -127,6 +147,7 @@ type OutboxRiverJob struct {
 type OutboxSetting struct {
 	Singleton       bool
 	MaxPayloadBytes int32
+	EventIDTag      string
 }
 
 type OutboxSubscription struct {

@@ -11,13 +11,13 @@ import (
 )
 
 const settingsGet = `-- name: SettingsGet :one
-SELECT singleton, max_payload_bytes FROM outbox.settings
+SELECT singleton, max_payload_bytes, event_id_tag FROM outbox.settings
 `
 
 func (q *Queries) SettingsGet(ctx context.Context, db DBTX) (*OutboxSetting, error) {
 	row := db.QueryRow(ctx, settingsGet)
 	var i OutboxSetting
-	err := row.Scan(&i.Singleton, &i.MaxPayloadBytes)
+	err := row.Scan(&i.Singleton, &i.MaxPayloadBytes, &i.EventIDTag)
 	return &i, err
 }
 
