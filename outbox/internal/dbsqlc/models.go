@@ -70,6 +70,17 @@ type OutboxApiToken struct {
 	RevokedAt      *time.Time
 }
 
+type OutboxDaemon struct {
+	ID          string
+	Hostname    string
+	Pid         int32
+	Version     string
+	StartedAt   time.Time
+	HeartbeatAt time.Time
+	StoppedAt   *time.Time
+	StopReason  *string
+}
+
 type OutboxDelivery struct {
 	ID             int64
 	EventID        string
