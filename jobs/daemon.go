@@ -94,6 +94,11 @@ type Config struct {
 	// At least three heartbeats. Defaults to 10 s.
 	TakeOverAfter time.Duration
 
+	// PollOnly keeps the daemon from LISTENing (River's notifier and the relay's
+	// wake-ups): it polls instead. Required behind a pooler in transaction mode,
+	// which does not keep a session's LISTEN. outbox.wake() then wakes nothing.
+	PollOnly bool
+
 	// Version names the daemon's build in outbox.daemons.
 	Version string
 
@@ -209,6 +214,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return OrderedSweepArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "outboxd.ordered_sweep"}),
 		},
+		PollOnly:                    c.PollOnly,
 		FetchCooldown:               c.FetchCooldown,
 		FetchPollInterval:           c.FetchPollInterval,
 		JobTimeout:                  deliveryTimeout, // the fan-out worker sets its own
@@ -228,6 +234,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		interval: c.HeartbeatInterval, takeOverAfter: c.TakeOverAfter,
 	}
 	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Delivery.RetrySchedule, c.Metrics)
+	d.relay.pollOnly = c.PollOnly
 	if c.Redis != nil {
 		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, c.Logger)
 	}

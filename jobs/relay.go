@@ -63,6 +63,9 @@ type Relay struct {
 	// retrySchedule is the daemon's, for deliveries the relay fans out itself.
 	retrySchedule outbox.RetrySchedule
 
+	// pollOnly leaves out the LISTEN connection (Config.PollOnly).
+	pollOnly bool
+
 	wake    chan struct{}
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -114,7 +117,9 @@ func (r *Relay) Start(ctx context.Context) error {
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.stopped = make(chan struct{})
 	r.lastLoop = time.Now()
-	go r.listen(ctx)
+	if !r.pollOnly {
+		go r.listen(ctx)
+	}
 	go r.loop(ctx)
 	return nil
 }

@@ -169,6 +169,13 @@ type daemonProcess struct {
 // startDaemon starts `outboxd run` with fast test settings, plus extra flags.
 func (b *processBundle) startDaemon(t *testing.T, extra ...string) *daemonProcess {
 	t.Helper()
+	return b.startDaemonEnv(t, nil, extra...)
+}
+
+// startDaemonEnv is startDaemon with environment variables (KEY=value) that
+// replace the bundle's.
+func (b *processBundle) startDaemonEnv(t *testing.T, env []string, extra ...string) *daemonProcess {
+	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -182,7 +189,7 @@ func (b *processBundle) startDaemon(t *testing.T, extra ...string) *daemonProces
 		"--rescue-stuck-after", "13s",
 		"--shutdown-timeout", "20s",
 	}, extra...)...)
-	cmd.Env = b.env
+	cmd.Env = append(append([]string{}, b.env...), env...) // the last of a key wins
 	buf := &bytes.Buffer{}
 	out := &syncWriter{w: buf}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -169,6 +169,9 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		return err
 	}
 
+	if err := a.checkPooler(ctx, pool, f.migrate); err != nil {
+		return err
+	}
 	migrator, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger, Keyring: keyring})
 	if err != nil {
 		return err
@@ -243,6 +246,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		FetchPollInterval:    f.fetchPoll,
 		RescueStuckJobsAfter: f.rescueAfter,
 		TakeOverAfter:        f.takeOverAfter,
+		PollOnly:             a.pooler == poolerTransaction,
 		Version:              outboxdVersion(),
 		CompletedRetention:   f.completedRetention,
 		DeadRetention:        f.deadRetention,

@@ -10,6 +10,19 @@ import (
 	"time"
 )
 
+const backendPID = `-- name: BackendPID :one
+SELECT pg_backend_pid()::integer AS pid
+`
+
+// The server process serving this connection, to tell whether a pooler hands
+// the session's server process to others between transactions.
+func (q *Queries) BackendPID(ctx context.Context, db DBTX) (int32, error) {
+	row := db.QueryRow(ctx, backendPID)
+	var pid int32
+	err := row.Scan(&pid)
+	return pid, err
+}
+
 const settingsGet = `-- name: SettingsGet :one
 SELECT singleton, max_payload_bytes, event_id_tag FROM outbox.settings
 `
