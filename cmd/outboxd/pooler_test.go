@@ -59,7 +59,7 @@ logfile = %s
 pidfile =
 `, target.Host, target.Port, port, filepath.Join(dir, "users.txt"), serverConns, filepath.Join(dir, "pgbouncer.log"))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "users.txt"), []byte(`"`+target.User+`" ""`+"\n"), 0o644)) //nolint:gosec // no secret
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(config), 0o644))          //nolint:gosec // no secret
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(config), 0o644))                  //nolint:gosec // no secret
 
 	args := []string{filepath.Join(dir, "pgbouncer.ini")}
 	if u, err := user.Current(); err == nil && u.Uid == "0" {
