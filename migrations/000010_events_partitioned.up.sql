@@ -290,24 +290,36 @@ $migration$;
 DROP TABLE outbox.events_unpartitioned;
 DROP FUNCTION outbox.events_validate();
 
--- Refuses what producers may not set: columns only outboxd writes, and the
--- outboxd.* types, which the daemon publishes itself (marking its transaction with
--- the setting outboxd.operational). The WHEN clause keeps ordinary inserts from
--- ever calling it.
+-- Refuses what producers may not set (migration 7's rule, kept): the columns
+-- only outboxd writes, and the outboxd.* types, which the daemon publishes itself
+-- (marking its transaction with the setting outboxd.operational). id is an
+-- identity column, so a value for it is refused by Postgres unless the producer
+-- insists with OVERRIDING SYSTEM VALUE; a position beyond those handed out is
+-- then refused here, since Postgres would later hand it to another event. The
+-- WHEN clause keeps ordinary inserts from ever calling the function.
 CREATE FUNCTION outbox.events_refuse_reserved() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF NEW.dispatched_at IS NOT NULL OR NEW.fanned_out_at IS NOT NULL OR NEW.legacy_event_id IS NOT NULL THEN
-        RAISE EXCEPTION 'column % is set by outboxd, not by producers',
-                CASE WHEN NEW.dispatched_at IS NOT NULL THEN 'dispatched_at'
-                     WHEN NEW.fanned_out_at IS NOT NULL THEN 'fanned_out_at'
-                     ELSE 'legacy_event_id' END
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'events_reserved_column',
-                  COLUMN = CASE WHEN NEW.dispatched_at IS NOT NULL THEN 'dispatched_at'
-                                WHEN NEW.fanned_out_at IS NOT NULL THEN 'fanned_out_at'
-                                ELSE 'legacy_event_id' END,
-                  HINT = 'Insert type, payload, agent_id, organization_id and idempotency_key; outboxd assigns the rest.';
+    IF NEW.id > coalesce(pg_sequence_last_value('outbox.events_id_seq'), 0) THEN
+        RAISE EXCEPTION 'cannot set id: outboxd assigns each event its position, the order the relay claims events in'
+            USING ERRCODE = 'generated_always', COLUMN = 'id', TABLE = 'events', SCHEMA = TG_TABLE_SCHEMA,
+                  HINT = 'Leave id out of the INSERT.';
+    END IF;
+    IF NEW.dispatched_at IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot set dispatched_at: outboxd sets it when the relay claims the event, and an event inserted with it would never be delivered'
+            USING ERRCODE = 'generated_always', COLUMN = 'dispatched_at', TABLE = 'events', SCHEMA = TG_TABLE_SCHEMA,
+                  HINT = 'Leave dispatched_at out of the INSERT.';
+    END IF;
+    IF NEW.fanned_out_at IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot set fanned_out_at: outboxd sets it when it creates the event''s deliveries'
+            USING ERRCODE = 'generated_always', COLUMN = 'fanned_out_at', TABLE = 'events', SCHEMA = TG_TABLE_SCHEMA,
+                  HINT = 'Leave fanned_out_at out of the INSERT.';
+    END IF;
+    IF NEW.legacy_event_id IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot set legacy_event_id: it keeps the ids of events published before outboxd derived them'
+            USING ERRCODE = 'generated_always', COLUMN = 'legacy_event_id', TABLE = 'events', SCHEMA = TG_TABLE_SCHEMA,
+                  HINT = 'Leave legacy_event_id out of the INSERT; an event''s id is outbox.event_id(id, created_at).';
     END IF;
     IF starts_with(NEW.type, 'outboxd.') AND coalesce(current_setting('outboxd.operational', true), '') <> 'on' THEN
         RAISE EXCEPTION 'event type % is reserved: outboxd.* events are published by outboxd itself', quote_literal(NEW.type)
@@ -317,11 +329,48 @@ BEGIN
     RETURN NEW;
 END
 $$;
+-- Reading the sequence's last value needs SELECT on it; it tells nothing secret.
+GRANT SELECT ON SEQUENCE outbox.events_id_seq TO PUBLIC;
 CREATE TRIGGER events_refuse_reserved BEFORE INSERT ON outbox.events
     FOR EACH ROW
     WHEN (NEW.dispatched_at IS NOT NULL OR NEW.fanned_out_at IS NOT NULL OR NEW.legacy_event_id IS NOT NULL
-        OR starts_with(NEW.type, 'outboxd.'))
+        OR starts_with(NEW.type, 'outboxd.')
+        OR NEW.id > coalesce(pg_sequence_last_value('outbox.events_id_seq'), 0))
     EXECUTE FUNCTION outbox.events_refuse_reserved();
+
+-- An event is immutable once inserted (migration 7): an UPDATE would skip every
+-- check, could forge a reserved type, and would change what later attempts of a
+-- delivery send under the same webhook-id. created_at is part of the public id
+-- now, so it is immutable too. The relay's UPDATEs name only dispatched_at and
+-- fanned_out_at, so they never run it.
+CREATE OR REPLACE FUNCTION outbox.events_immutable() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    changed text;
+BEGIN
+    changed := CASE
+        WHEN NEW.id IS DISTINCT FROM OLD.id THEN 'id'
+        WHEN NEW.created_at IS DISTINCT FROM OLD.created_at THEN 'created_at'
+        WHEN NEW.type IS DISTINCT FROM OLD.type THEN 'type'
+        WHEN NEW.organization_id IS DISTINCT FROM OLD.organization_id THEN 'organization_id'
+        WHEN NEW.agent_id IS DISTINCT FROM OLD.agent_id THEN 'agent_id'
+        WHEN NEW.payload IS DISTINCT FROM OLD.payload THEN 'payload'
+        WHEN NEW.idempotency_key IS DISTINCT FROM OLD.idempotency_key THEN 'idempotency_key'
+        WHEN NEW.legacy_event_id IS DISTINCT FROM OLD.legacy_event_id THEN 'legacy_event_id'
+    END;
+    IF changed IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot change % of published event %: events are immutable once inserted', changed,
+                coalesce(OLD.legacy_event_id, outbox.event_id(OLD.id, OLD.created_at))
+            USING ERRCODE = 'feature_not_supported', COLUMN = changed, TABLE = 'events', SCHEMA = TG_TABLE_SCHEMA,
+                  HINT = 'Publish a new event instead: receivers may already hold this one under its webhook-id.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER events_immutable
+    BEFORE UPDATE OF id, created_at, type, organization_id, agent_id, payload, idempotency_key, legacy_event_id ON outbox.events
+    FOR EACH ROW EXECUTE FUNCTION outbox.events_immutable();
 
 
 -- Validated publish. Returns the event's row; a repeated idempotency key returns
