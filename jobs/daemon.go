@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -83,6 +84,24 @@ type Config struct {
 	// deliveries are final. Defaults to 7 days.
 	EventRetention time.Duration
 
+	// HeartbeatInterval is how often the daemon records in outbox.daemons that it
+	// is alive, and looks for daemons that stopped doing so. Defaults to 2 s.
+	HeartbeatInterval time.Duration
+
+	// TakeOverAfter is how long a daemon's heartbeat may be missing before the
+	// others presume it dead and put the jobs it was running back in the queue
+	// (a delivery it had in flight may then be sent twice, as after any crash).
+	// At least three heartbeats. Defaults to 10 s.
+	TakeOverAfter time.Duration
+
+	// PollOnly keeps the daemon from LISTENing (River's notifier and the relay's
+	// wake-ups): it polls instead. Required behind a pooler in transaction mode,
+	// which does not keep a session's LISTEN. outbox.wake() then wakes nothing.
+	PollOnly bool
+
+	// Version names the daemon's build in outbox.daemons.
+	Version string
+
 	// Redis, if set, wakes the relay when a producer PUBLISHes to the wake channel
 	// (outbox.WakeChannel) after committing. Optional: without it, or while it is
 	// down, the relay polls.
@@ -92,13 +111,15 @@ type Config struct {
 // Daemon is one outboxd worker process's machinery: the relay and River's fan-out
 // and delivery queues.
 type Daemon struct {
-	redis    *redisWaker
-	config   Config
-	logger   *slog.Logger
-	pool     *pgxpool.Pool
-	client   *river.Client[pgx.Tx]
-	relay    *Relay
-	delivery *deliveryWorker
+	id        string
+	heartbeat *heartbeat
+	redis     *redisWaker
+	config    Config
+	logger    *slog.Logger
+	pool      *pgxpool.Pool
+	client    *river.Client[pgx.Tx]
+	relay     *Relay
+	delivery  *deliveryWorker
 }
 
 // NewDaemon builds a daemon on pool. Call Start to run it.
@@ -145,6 +166,15 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	if c.RescueStuckJobsAfter <= deliveryTimeout {
 		return nil, fmt.Errorf("jobs: RescueStuckJobsAfter (%s) must exceed a delivery's timeout (%s), or a slow delivery could be sent twice", c.RescueStuckJobsAfter, deliveryTimeout)
 	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = HeartbeatIntervalDefault
+	}
+	if c.TakeOverAfter <= 0 {
+		c.TakeOverAfter = TakeOverAfterDefault
+	}
+	if c.TakeOverAfter < 3*c.HeartbeatInterval {
+		return nil, fmt.Errorf("jobs: TakeOverAfter (%s) must be at least three heartbeats (%s)", c.TakeOverAfter, 3*c.HeartbeatInterval)
+	}
 	if c.FetchPollInterval < c.FetchCooldown {
 		return nil, fmt.Errorf("jobs: FetchPollInterval (%s) must be at least FetchCooldown (%s)", c.FetchPollInterval, c.FetchCooldown)
 	}
@@ -152,7 +182,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		return nil, fmt.Errorf("jobs: retry schedule: %w", err)
 	}
 
-	d := &Daemon{config: c, logger: c.Logger, pool: pool}
+	d := &Daemon{id: newClientID(), config: c, logger: c.Logger, pool: pool}
 	d.delivery = newDeliveryWorker(c.Delivery, c.Logger, pool, c.Store, c.Guard, c.Metrics, c.DeliveryWorkers)
 
 	workers := river.NewWorkers()
@@ -165,9 +195,10 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	})
 	river.AddWorker(workers, &lettaAgentWebhookWorker{pool: pool, store: c.Store})
 	river.AddWorker(workers, &orderedSweepWorker{store: c.Store, logger: c.Logger.With(slog.String("component", "ordered"))})
-	river.AddWorker(workers, &pruneWorker{store: c.Store, retention: c.EventRetention, logger: c.Logger.With(slog.String("component", "retention")), now: time.Now})
+	river.AddWorker(workers, &pruneWorker{store: c.Store, retention: c.EventRetention, logger: c.Logger.With(slog.String("component", "retention")), now: time.Now, retryWait: time.Second})
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		ID:     d.id,
 		Schema: c.Store.Schema(),
 		Logger: slog.New(&minLevelHandler{Handler: c.Logger.Handler(), min: slog.LevelWarn}),
 		Queues: map[string]river.QueueConfig{
@@ -183,6 +214,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return OrderedSweepArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "outboxd.ordered_sweep"}),
 		},
+		PollOnly:                    c.PollOnly,
 		FetchCooldown:               c.FetchCooldown,
 		FetchPollInterval:           c.FetchPollInterval,
 		JobTimeout:                  deliveryTimeout, // the fan-out worker sets its own
@@ -195,7 +227,14 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	d.client = client
+	hostname, _ := os.Hostname()
+	d.heartbeat = &heartbeat{
+		store: c.Store, logger: c.Logger.With(slog.String("component", "heartbeat")), metrics: c.Metrics,
+		self:     &outbox.Daemon{ID: d.id, Hostname: hostname, PID: os.Getpid(), Version: c.Version},
+		interval: c.HeartbeatInterval, takeOverAfter: c.TakeOverAfter,
+	}
 	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Delivery.RetrySchedule, c.Metrics)
+	d.relay.pollOnly = c.PollOnly
 	if c.Redis != nil {
 		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, c.Logger)
 	}
@@ -205,6 +244,10 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 // Client is the daemon's River client (for the River UI and job operations).
 func (d *Daemon) Client() *river.Client[pgx.Tx] { return d.client }
 
+// ID is the daemon's River client id, which River records in the jobs it runs
+// and outbox.daemons lists.
+func (d *Daemon) ID() string { return d.id }
+
 // Relay is the daemon's relay.
 func (d *Daemon) Relay() *Relay { return d.relay }
 
@@ -212,7 +255,11 @@ func (d *Daemon) Relay() *Relay { return d.relay }
 // ctx does not (River would take a cancelled start context as a hard stop and
 // interrupt in-flight deliveries).
 func (d *Daemon) Start(ctx context.Context) error {
+	if err := d.heartbeat.start(ctx); err != nil {
+		return err
+	}
 	if err := d.client.Start(context.WithoutCancel(ctx)); err != nil {
+		d.heartbeat.stop(ctx)
 		return fmt.Errorf("start river: %w", err)
 	}
 	if err := d.relay.Start(ctx); err != nil {
@@ -222,6 +269,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.redis.start(ctx)
 	}
 	d.logger.InfoContext(ctx, "daemon started",
+		slog.String("daemon_id", d.id),
 		slog.String("schema", d.config.Store.Schema()),
 		slog.Int("delivery_workers", d.config.DeliveryWorkers),
 		slog.Int("fanout_workers", d.config.FanoutWorkers))
@@ -237,6 +285,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		d.redis.stop()
 	}
 	d.relay.Stop()
+	// The heartbeat goes on until River has stopped: until then the daemon's
+	// running jobs are its own.
+	defer d.heartbeat.stop(context.WithoutCancel(ctx))
 	err := d.client.Stop(ctx)
 	if err == nil {
 		d.logger.InfoContext(ctx, "daemon stopped")

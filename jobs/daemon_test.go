@@ -484,3 +484,39 @@ func TestAttemptErrorsAreClassified(t *testing.T) {
 		require.WithinDuration(t, time.Now().Add(time.Hour), *d.NextAttemptAt, 15*time.Minute, "next attempt by the schedule, ±20 %")
 	}
 }
+
+// TestFanoutJobsOfAnOlderOutboxdAreWorked: before schema version 10 the relay
+// handed backlogs to fan-out jobs; jobs left queued at the upgrade are still
+// worked, once.
+func TestFanoutJobsOfAnOlderOutboxdAreWorked(t *testing.T) {
+	t.Parallel()
+	rcv := newTestReceiver(t, nil)
+	b := setupDaemon(t, func(c *Config) { c.Relay.PollInterval = time.Hour }) // the relay stays out of it
+	outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: rcv.server.URL})
+
+	// Claimed by an older relay: dispatched, not fanned out, in a fan-out job.
+	var seqs []int64
+	ids := map[string]bool{}
+	for range 3 {
+		e := outboxtest.Event(b.ctx, t, b.store, nil)
+		seqs = append(seqs, e.Seq)
+		ids[e.ID] = true
+	}
+	_, err := b.pool.Exec(b.ctx, "UPDATE "+b.store.Schema()+".events SET dispatched_at = now() WHERE id = ANY($1)", seqs)
+	require.NoError(t, err)
+	for range 2 { // twice, as a rescued job would run: the second creates nothing
+		_, err = b.daemon.Client().Insert(b.ctx, FanoutArgs{EventSeqs: seqs}, nil)
+		require.NoError(t, err)
+	}
+
+	b.waitFinal(t, 3)
+	for range 3 {
+		got := rcv.next(t)
+		require.True(t, ids[got.header.Get("webhook-id")], got.header.Get("webhook-id"))
+		delete(ids, got.header.Get("webhook-id"))
+	}
+	require.Empty(t, ids)
+	deliveries, err := b.store.DeliveryList(b.ctx, nil)
+	require.NoError(t, err)
+	require.Len(t, deliveries, 3, "one delivery per event, however often its fan-out job ran")
+}

@@ -16,11 +16,11 @@ import (
 // FanoutTimeout bounds one fan-out job.
 const FanoutTimeout = time.Minute
 
-// fanout turns claimed events into deliveries in tx: it matches them against
-// subscriptions, inserts one delivery job per (event x matching subscription),
-// and makes the next delivery of each ordered line it touched due. Events already
-// fanned out are skipped, so a batch fanned out twice creates one set of
-// deliveries. It returns how many deliveries it created.
+// fanout turns the events of a fan-out job into deliveries in tx: it matches them
+// against subscriptions, inserts one delivery job per (event x matching
+// subscription), and makes the next delivery of each ordered line it touched due.
+// Events already fanned out are skipped, so a batch fanned out twice creates one
+// set of deliveries. It returns how many deliveries it created.
 func fanout(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], store *outbox.Store, retrySchedule outbox.RetrySchedule, eventSeqs []int64) (int, error) {
 	// Ordered lines of the batch's agents are locked first, so this fan-out and
 	// the end of a line's head (or another fan-out) see each other's deliveries.
@@ -32,6 +32,16 @@ func fanout(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], store 
 	if err != nil {
 		return 0, err
 	}
+	if err := createDeliveries(ctx, tx, client, store, retrySchedule, deliveries, agents); err != nil {
+		return 0, err
+	}
+	return len(deliveries), nil
+}
+
+// createDeliveries inserts a delivery job for each of deliveries in tx, ordered
+// ones pending in their lines, and then makes due the next delivery of every
+// line of agents, whose locks the caller holds.
+func createDeliveries(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], store *outbox.Store, retrySchedule outbox.RetrySchedule, deliveries []outbox.FanoutDelivery, agents []string) error {
 	if len(deliveries) > 0 {
 		params := make([]river.InsertManyParams, len(deliveries))
 		for i, d := range deliveries {
@@ -46,18 +56,19 @@ func fanout(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], store 
 			}
 		}
 		if _, err := client.InsertManyFastTx(ctx, tx, params); err != nil {
-			return 0, fmt.Errorf("insert deliveries: %w", err)
+			return fmt.Errorf("insert deliveries: %w", err)
 		}
 	}
 	if _, err := store.OrderedPromoteTx(ctx, tx, agents, 0); err != nil {
-		return 0, err
+		return err
 	}
-	return len(deliveries), nil
+	return nil
 }
 
-// fanoutWorker fans out a batch the relay claimed and handed on (a backlog, too
-// large to fan out in the claim): fanout and its own completion in one
-// transaction, so either all of it commits or none.
+// fanoutWorker fans out a batch the relay claimed and handed on. The relay now
+// fans out every claim itself; the worker stays for the fan-out jobs an older
+// outboxd left queued. It runs fanout and its own completion in one transaction,
+// so either all of it commits or none.
 type fanoutWorker struct {
 	river.WorkerDefaults[FanoutArgs]
 

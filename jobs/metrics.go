@@ -22,6 +22,7 @@ type Metrics struct {
 	DeliveriesDeferred    *prometheus.CounterVec // by reason: in_flight, rate_limit, circuit, ordering
 	CircuitsOpened        prometheus.Counter
 	OperationalEvents     *prometheus.CounterVec // by type
+	JobsTakenOver         prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them with reg. A nil reg keeps
@@ -30,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		EventsDispatched: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outboxd_events_dispatched_total",
-			Help: "Events the relay claimed and handed to a fan-out job.",
+			Help: "Events the relay claimed.",
 		}),
 		RelayBatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outboxd_relay_batches_total",
@@ -38,11 +39,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		EventsFannedOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outboxd_events_fanned_out_total",
-			Help: "Events matched against subscriptions by fan-out jobs.",
+			Help: "Events matched against subscriptions (by the relay's claims, or fan-out jobs an older outboxd queued).",
 		}),
 		DeliveriesCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outboxd_deliveries_created_total",
-			Help: "Deliveries (event x subscription) created by fan-out jobs.",
+			Help: "Deliveries (event x subscription) created.",
 		}),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxd_delivery_attempts_total",
@@ -73,11 +74,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "outboxd_operational_events_total",
 			Help: "outboxd.* events published, by type.",
 		}, []string{"type"}),
+		JobsTakenOver: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outboxd_jobs_taken_over_total",
+			Help: "Jobs that daemons whose heartbeat stopped were running, put back in the queue by this daemon.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.EventsDispatched, m.RelayBatches, m.EventsFannedOut, m.DeliveriesCreated,
 			m.Attempts, m.AttemptDuration, m.DeliveriesFinished, m.SubscriptionsDisabled,
-			m.DeliveriesDeferred, m.CircuitsOpened, m.OperationalEvents)
+			m.DeliveriesDeferred, m.CircuitsOpened, m.OperationalEvents, m.JobsTakenOver)
 	}
 	return m
 }

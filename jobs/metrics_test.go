@@ -53,9 +53,8 @@ func TestBacklogCollectorReportsHealth(t *testing.T) {
 	require.Equal(t, 1.0, got["outboxd_subscriptions_disabled"])
 	require.Equal(t, 1.0, got["outboxd_secrets_expiring_soon"])
 
-	// Jobs appear by queue and state once the relay hands the events on: a claim
-	// this small is fanned out in place, into one delivery per event for the
-	// enabled subscription.
+	// Jobs appear by queue and state once the relay claims the events: one
+	// delivery per event for the enabled subscription.
 	pool := outboxtest.NewPool(t, 4)
 	daemon, err := NewDaemon(pool, &Config{Store: store, Guard: outboxtest.LoopbackGuard()})
 	require.NoError(t, err)
@@ -67,14 +66,4 @@ func TestBacklogCollectorReportsHealth(t *testing.T) {
 	require.Equal(t, 2.0, got["outboxd_jobs/"+QueueDelivery+"/available"])
 	require.Zero(t, got["outboxd_jobs/"+QueueFanout+"/available"])
 
-	// A larger claim (here: any) goes to a fan-out job.
-	outboxtest.Event(ctx, t, store, nil)
-	handsOn, err := NewDaemon(pool, &Config{Store: store, Guard: outboxtest.LoopbackGuard(), Relay: RelayConfig{FanoutInlineMax: -1}})
-	require.NoError(t, err)
-	claimed, err = handsOn.relay.claim(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 1, claimed)
-	got = gauges(t, NewBacklogCollector(store))
-	require.Equal(t, 1.0, got["outboxd_jobs/"+QueueFanout+"/available"])
-	require.Equal(t, 2.0, got["outboxd_jobs/"+QueueDelivery+"/available"])
 }

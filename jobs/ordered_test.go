@@ -18,12 +18,8 @@ func TestOrderedLinesKeepPublishOrderAcrossDaemons(t *testing.T) {
 	t.Parallel()
 	noBreaker := func(c *Config) { c.Delivery.Circuit.Threshold = 1_000_000 } // random failures are the point here
 	b := setupDaemon(t, noBreaker)
-	// The second daemon hands every claim to a fan-out job, so lines are fed by
-	// both kinds of fan-out at once.
-	startDaemon(t, b.ctx, b.store, outboxtest.NewPool(t, 8), func(c *Config) {
-		noBreaker(c)
-		c.Relay.FanoutInlineMax = -1
-	})
+	// Two daemons claim side by side, so lines are fed by both at once.
+	startDaemon(t, b.ctx, b.store, outboxtest.NewPool(t, 8), noBreaker)
 	rcv := outboxtest.NewOrderedReceiver(t, 0.2)
 	retries := make(outbox.RetrySchedule, 30)
 	for i := range retries {

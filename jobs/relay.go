@@ -22,13 +22,11 @@ const (
 	RelayPollIntervalDefault       = 100 * time.Millisecond
 	RelayActivePollIntervalDefault = 10 * time.Millisecond
 	RelayWokenPollIntervalDefault  = 5 * time.Millisecond
-	RelayFanoutInlineMaxDefault    = 100
 )
 
 // RelayConfig tunes the relay. Zero values take the defaults.
 type RelayConfig struct {
-	// BatchSize is the most events one claim takes, and so the most events in one
-	// fan-out job. Defaults to 500.
+	// BatchSize is the most events one claim takes. Defaults to 500.
 	BatchSize int
 
 	// PollInterval is how long an idle relay waits before looking again, unless
@@ -46,18 +44,12 @@ type RelayConfig struct {
 	// claims stay batches. An idle relay claims at once when woken. Defaults to
 	// 5 ms; at least ActivePollInterval turns it off.
 	WokenPollInterval time.Duration
-
-	// FanoutInlineMax is the largest claim the relay fans out itself, in the claim's
-	// transaction, which spares the events a trip through a fan-out job. Larger
-	// claims (a backlog) go to fan-out jobs, which every daemon's fan-out workers
-	// run side by side. Defaults to 100; -1 always hands claims on.
-	FanoutInlineMax int
 }
 
 // Relay moves committed events from outbox.events into River: it claims a batch
 // with FOR UPDATE SKIP LOCKED and, in the same transaction, marks it dispatched and
-// either fans it out itself (a batch of at most FanoutInlineMax events) or inserts
-// a fan-out job for it. Several relays (one per daemon) share the work.
+// creates its deliveries (one River job per event and matching subscription).
+// Several relays (one per daemon) share the work.
 //
 // It wakes on its poll interval, on a notification (outbox.wake()), on Wake (a
 // Redis message), and again at once after a full batch.
@@ -70,6 +62,9 @@ type Relay struct {
 	metrics *Metrics
 	// retrySchedule is the daemon's, for deliveries the relay fans out itself.
 	retrySchedule outbox.RetrySchedule
+
+	// pollOnly leaves out the LISTEN connection (Config.PollOnly).
+	pollOnly bool
 
 	wake    chan struct{}
 	mu      sync.Mutex
@@ -91,7 +86,6 @@ func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store
 	config.PollInterval = cmp.Or(config.PollInterval, RelayPollIntervalDefault)
 	config.ActivePollInterval = cmp.Or(config.ActivePollInterval, RelayActivePollIntervalDefault)
 	config.WokenPollInterval = cmp.Or(config.WokenPollInterval, RelayWokenPollIntervalDefault)
-	config.FanoutInlineMax = cmp.Or(config.FanoutInlineMax, RelayFanoutInlineMaxDefault)
 	return &Relay{
 		config:  config,
 		logger:  logger.With(slog.String("component", "relay")),
@@ -123,7 +117,9 @@ func (r *Relay) Start(ctx context.Context) error {
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.stopped = make(chan struct{})
 	r.lastLoop = time.Now()
-	go r.listen(ctx)
+	if !r.pollOnly {
+		go r.listen(ctx)
+	}
 	go r.loop(ctx)
 	return nil
 }
@@ -262,36 +258,29 @@ func (r *Relay) claim(ctx context.Context) (int, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 
-	seqs, err := r.store.EventClaimBatchTx(ctx, tx, r.config.BatchSize)
+	claim, err := r.store.EventClaimFanoutTx(ctx, tx, r.config.BatchSize)
 	if err != nil {
 		return 0, err
 	}
-	inline := len(seqs) <= r.config.FanoutInlineMax
-	created := 0
-	switch {
-	case len(seqs) == 0:
-	case inline:
-		if created, err = fanout(ctx, tx, r.client, r.store, r.retrySchedule, seqs); err != nil {
+	if len(claim.OrderedAgents) > 0 {
+		if err := r.store.OrderedLockTx(ctx, tx, claim.OrderedAgents); err != nil {
 			return 0, err
 		}
-	default:
-		if _, err := r.client.InsertTx(ctx, tx, FanoutArgs{EventSeqs: seqs}, nil); err != nil {
-			return 0, fmt.Errorf("insert fan-out job: %w", err)
-		}
+	}
+	if err := createDeliveries(ctx, tx, r.client, r.store, r.retrySchedule, claim.Deliveries, claim.OrderedAgents); err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit claim: %w", err)
 	}
-	if len(seqs) > 0 {
+	if n := len(claim.Seqs); n > 0 {
 		r.metrics.RelayBatches.Inc()
-		r.metrics.EventsDispatched.Add(float64(len(seqs)))
-		if inline {
-			r.metrics.EventsFannedOut.Add(float64(len(seqs)))
-			r.metrics.DeliveriesCreated.Add(float64(created))
-		}
+		r.metrics.EventsDispatched.Add(float64(n))
+		r.metrics.EventsFannedOut.Add(float64(n))
+		r.metrics.DeliveriesCreated.Add(float64(len(claim.Deliveries)))
 	}
-	r.testSignals.claimed.signal(len(seqs))
-	return len(seqs), nil
+	r.testSignals.claimed.signal(len(claim.Seqs))
+	return len(claim.Seqs), nil
 }
 
 // listen holds a connection LISTENing on the wake channel and wakes the loop on

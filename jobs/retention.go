@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -14,14 +15,29 @@ import (
 // are final.
 const EventRetentionDefault = 7 * 24 * time.Hour
 
-// pruneInterval is how often the leader daemon prunes events.
-const pruneInterval = 10 * time.Minute
+const (
+	// pruneInterval is how often the leader daemon runs retention.
+	pruneInterval = 10 * time.Minute
 
-// pruneBatch is how many events one delete removes.
-const pruneBatch = 1000
+	// pruneBatch is how many events one delete of the DEFAULT partition removes.
+	pruneBatch = 1000
 
-// PruneArgs is the periodic retention job: delete events older than the
-// retention whose deliveries are all final.
+	// partitionsAhead is how far ahead day partitions of outbox.events are made,
+	// so that a daemon that is down for a while still finds them made.
+	partitionsAhead = 3 * 24 * time.Hour
+
+	// dropLockTimeout bounds how long dropping a partition waits for the
+	// table's lock, and so how long producers can queue behind it.
+	dropLockTimeout = 50 * time.Millisecond
+
+	// dropAttempts is how often one retention run tries a drop whose lock was
+	// busy before leaving it to the next run.
+	dropAttempts = 5
+)
+
+// PruneArgs is the periodic retention job: make day partitions of outbox.events
+// ahead, drop those older than the retention whose events are all done with, and
+// prune the DEFAULT partition row by row.
 type PruneArgs struct{}
 
 // Kind is the River job kind.
@@ -38,13 +54,37 @@ type pruneWorker struct {
 	retention time.Duration
 	logger    *slog.Logger
 	now       func() time.Time
+	// retryWait is the pause before trying a busy drop again.
+	retryWait time.Duration
 }
 
 func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
-	before := w.now().Add(-w.retention)
+	now := w.now()
+	made, err := w.store.EventPartitionsEnsure(ctx, now, now.Add(partitionsAhead))
+	if err != nil {
+		return err
+	}
+	if len(made) > 0 {
+		w.logger.InfoContext(ctx, "made event partitions", slog.Any("partitions", made))
+	}
+
+	before := now.Add(-w.retention)
+	parts, err := w.store.EventPartitions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, part := range parts {
+		if part.To.After(before) {
+			break // oldest first: the rest are younger
+		}
+		if err := w.dropPartition(ctx, &part); err != nil {
+			return err
+		}
+	}
+
 	var total int64
 	for {
-		n, err := w.store.EventsPrune(ctx, before, pruneBatch)
+		n, err := w.store.EventsPruneDefault(ctx, before, pruneBatch)
 		if err != nil {
 			return err
 		}
@@ -54,7 +94,44 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 		}
 	}
 	if total > 0 {
-		w.logger.InfoContext(ctx, "pruned events", slog.Int64("events", total), slog.Time("created_before", before))
+		w.logger.InfoContext(ctx, "pruned events of the default partition", slog.Int64("events", total), slog.Time("created_before", before))
 	}
 	return nil
+}
+
+// dropPartition drops a partition past the retention unless something in it is
+// still needed, trying again a few times when the table's lock is busy.
+func (w *pruneWorker) dropPartition(ctx context.Context, part *outbox.EventPartition) error {
+	blockers, err := w.store.EventPartitionBlockers(ctx, part)
+	if err != nil {
+		return err
+	}
+	if blockers.Blocked() {
+		w.logger.InfoContext(ctx, "event partition kept past retention: its events are not all done with",
+			slog.String("partition", part.Name), slog.Bool("undispatched_events", blockers.Undispatched),
+			slog.Int64("unfinished_deliveries", blockers.UnfinishedDeliveries),
+			slog.Int64("unfinished_fanout_jobs", blockers.UnfinishedFanouts))
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := w.store.EventPartitionDrop(ctx, part.Name, dropLockTimeout)
+		switch {
+		case err == nil:
+			w.logger.InfoContext(ctx, "dropped event partition", slog.String("partition", part.Name),
+				slog.Time("from", part.From), slog.Time("to", part.To), slog.Duration("took", time.Since(start)))
+			return nil
+		case !errors.Is(err, outbox.ErrLockTimeout):
+			return err
+		case attempt >= dropAttempts:
+			w.logger.WarnContext(ctx, "event partition not dropped: a long transaction holds outbox.events; trying again next run",
+				slog.String("partition", part.Name), slog.Int("attempts", attempt))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(w.retryWait):
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -13,7 +14,7 @@ import (
 	"github.com/outboxd/outboxd/outbox/outboxtest"
 )
 
-func TestPruneKeepsEventsWithUnfinishedDeliveries(t *testing.T) {
+func TestRetentionDropsDaysWhoseEventsAreDoneWith(t *testing.T) {
 	t.Parallel()
 	ok := newTestReceiver(t, nil)
 	failing := newTestReceiver(t, func(int64, *http.Request, []byte) reply { return reply{status: http.StatusServiceUnavailable} })
@@ -27,26 +28,66 @@ func TestPruneKeepsEventsWithUnfinishedDeliveries(t *testing.T) {
 	b.waitFinal(t, 1)
 	retrying := outboxtest.Event(b.ctx, t, b.store, &outboxtest.EventOpts{Type: "agent.step.failed"})
 	failing.next(t)
-	recent := outboxtest.Event(b.ctx, t, b.store, &outboxtest.EventOpts{Type: "agent.run.completed"})
-	b.waitFinal(t, 1)
 	// A retrying delivery is not final: wait until River has recorded the failure.
+	var retryingID int64
 	require.Eventually(t, func() bool {
 		d, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{EventID: retrying.ID})
 		require.NoError(t, err)
-		return len(d) == 1 && d[0].State == outbox.DeliveryRetrying
+		if len(d) == 1 && d[0].State == outbox.DeliveryRetrying {
+			retryingID = d[0].ID
+			return true
+		}
+		return false
 	}, 10*time.Second, 10*time.Millisecond)
+	// An event of a day without partition (a producer backdated it) is in the
+	// default partition, which is pruned row by row.
+	var backdatedID string
+	require.NoError(t, b.pool.QueryRow(b.ctx, fmt.Sprintf(
+		`INSERT INTO %[1]s.events (type, created_at) VALUES ('agent.run.completed', '2001-01-01 00:00:00+00')
+		RETURNING %[1]s.event_id(id, created_at)`, b.store.Schema())).Scan(&backdatedID))
+	b.waitFinal(t, 1)
 
-	_, err := b.pool.Exec(b.ctx, "UPDATE "+b.store.Schema()+".events SET created_at = now() - interval '8 days' WHERE event_id = ANY($1)",
-		[]string{delivered.ID, retrying.ID})
+	today, err := b.store.EventPartitions(b.ctx)
 	require.NoError(t, err)
+	run := func(now time.Time) {
+		t.Helper()
+		worker := &pruneWorker{store: b.store, retention: EventRetentionDefault, logger: slog.New(slog.DiscardHandler),
+			now: func() time.Time { return now }, retryWait: time.Millisecond}
+		require.NoError(t, worker.Work(b.ctx, &river.Job[PruneArgs]{}))
+	}
+	exists := func(id string) bool {
+		_, err := b.store.EventGet(b.ctx, id)
+		if err == nil {
+			return true
+		}
+		require.ErrorIs(t, err, outbox.ErrNotFound)
+		return false
+	}
 
-	worker := &pruneWorker{store: b.store, retention: EventRetentionDefault, logger: slog.New(slog.DiscardHandler), now: time.Now}
-	require.NoError(t, worker.Work(b.ctx, &river.Job[PruneArgs]{}))
+	// Today: nothing is past the retention but the backdated event.
+	run(time.Now())
+	require.True(t, exists(delivered.ID))
+	require.True(t, exists(retrying.ID))
+	require.False(t, exists(backdatedID), "old and delivered: pruned from the default partition")
 
-	_, err = b.store.EventGet(b.ctx, delivered.ID)
-	require.ErrorIs(t, err, outbox.ErrNotFound, "old and every delivery final: pruned")
-	_, err = b.store.EventGet(b.ctx, retrying.ID)
-	require.NoError(t, err, "old but a delivery is still retrying: kept")
-	_, err = b.store.EventGet(b.ctx, recent.ID)
-	require.NoError(t, err, "final but recent: kept")
+	// Nine days on, today is past the retention, but a delivery of its events is
+	// still retrying: the day stays, whole. Partitions are made ahead of that day.
+	later := time.Now().Add(9 * 24 * time.Hour)
+	run(later)
+	require.True(t, exists(delivered.ID))
+	require.True(t, exists(retrying.ID))
+	parts, err := b.store.EventPartitions(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, today[0].Name, parts[0].Name)
+	require.Equal(t, "events_p"+later.UTC().AddDate(0, 0, 3).Format("20060102"), parts[len(parts)-1].Name)
+
+	// Once the delivery is final, the day goes.
+	_, err = b.daemon.Client().JobCancel(b.ctx, retryingID)
+	require.NoError(t, err)
+	run(later)
+	require.False(t, exists(delivered.ID))
+	require.False(t, exists(retrying.ID))
+	parts, err = b.store.EventPartitions(b.ctx)
+	require.NoError(t, err)
+	require.NotEqual(t, today[0].Name, parts[0].Name)
 }

@@ -609,7 +609,7 @@ func TestCustomSchemaLeavesOthersAlone(t *testing.T) {
 	var eventID string
 	require.NoError(t, outboxtest.Pool(t).QueryRow(ctx, "SELECT "+b+".publish('agent.step.completed')").Scan(&eventID))
 	var n int
-	require.NoError(t, outboxtest.Pool(t).QueryRow(ctx, "SELECT count(*) FROM "+b+".events WHERE event_id = $1", eventID).Scan(&n))
+	require.NoError(t, outboxtest.Pool(t).QueryRow(ctx, "SELECT count(*) FROM "+b+".event($1)", eventID).Scan(&n))
 	require.Equal(t, 1, n)
 }
 
@@ -859,4 +859,92 @@ func TestActivity(t *testing.T) {
 	require.True(t, activity.Running())
 
 	require.Len(t, migrations.DaemonApplicationName(schema, strings.Repeat("h", 100)), 63, "Postgres keeps 63 bytes")
+}
+
+// TestEventsPartitionedKeepsExistingEvents upgrades a schema with events from
+// before migration 10 (a stored public id, one unpartitioned table) and checks
+// that every event keeps its position, public id, state and idempotency key.
+func TestEventsPartitionedKeepsExistingEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := outboxtest.Pool(t)
+	schema := freshSchema(t)
+	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	latest := outboxdLatest(t)
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: latest - 9})
+	require.NoError(t, err)
+	status, err := m.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 9, status.OutboxdCurrent)
+
+	// Events as an older outboxd kept them: one delivered two days ago, one
+	// claimed by the relay but not yet fanned out, one waiting, one with a key.
+	rows := []struct {
+		eventType, key string
+		age            time.Duration
+		dispatched     bool
+	}{
+		{"agent.step.completed", "", 48 * time.Hour, true},
+		{"agent.run.completed", "", time.Hour, true},
+		{"agent.tool.attached", "", time.Minute, false},
+		{"agent.step.failed", "step-9", time.Minute, false},
+	}
+	type old struct {
+		seq     int64
+		eventID string
+	}
+	var olds []old
+	for _, r := range rows {
+		var o old
+		err := pool.QueryRow(ctx, `INSERT INTO `+schema+`.events (type, idempotency_key, created_at)
+			VALUES ($1, nullif($2, ''), now() - make_interval(secs => $3)) RETURNING id, event_id`,
+			r.eventType, r.key, r.age.Seconds()).Scan(&o.seq, &o.eventID)
+		require.NoError(t, err)
+		if r.dispatched {
+			_, err = pool.Exec(ctx, `UPDATE `+schema+`.events SET dispatched_at = now() WHERE id = $1`, o.seq)
+			require.NoError(t, err)
+		}
+		olds = append(olds, o)
+	}
+
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	store, err := outbox.NewStore(pool, &outbox.StoreConfig{Schema: schema})
+	require.NoError(t, err)
+
+	for i, o := range olds {
+		event, err := store.EventGet(ctx, o.eventID)
+		require.NoError(t, err, "event %d keeps its public id", i)
+		require.Equal(t, o.seq, event.Seq)
+		require.Equal(t, rows[i].eventType, event.Type)
+		require.Equal(t, rows[i].dispatched, event.DispatchedAt != nil)
+	}
+	parts, err := store.EventPartitions(ctx)
+	require.NoError(t, err)
+	require.Len(t, parts, 5, "the day of the oldest event, today and three days ahead")
+
+	// Waiting events are still the relay's; new ones come after the old ones.
+	backlog, err := store.EventBacklog(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, backlog.Undispatched)
+	fresh, err := store.Publish(ctx, &outbox.PublishParams{Type: "agent.step.completed"})
+	require.NoError(t, err)
+	require.Greater(t, fresh.Seq, olds[len(olds)-1].seq)
+	require.NotEqual(t, olds[0].eventID[16:24], fresh.ID[16:24], "a new id carries the installation's tag, an old one random digits")
+
+	// The key still names its first event.
+	again, err := store.Publish(ctx, &outbox.PublishParams{Type: "agent.step.failed", IdempotencyKey: "step-9"})
+	require.NoError(t, err)
+	require.Equal(t, olds[3].eventID, again.ID)
+
+	// And back: every event keeps its id in the old table, the new ones their derived id.
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: latest - 9})
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.events WHERE event_id = ANY($1)`,
+		[]string{olds[0].eventID, olds[3].eventID, fresh.ID}).Scan(&n))
+	require.Equal(t, 3, n)
 }

@@ -245,15 +245,15 @@ func (s *Store) DeliveryTarget(ctx context.Context, eventID, subscriptionID stri
 		CircuitOpen:    row.CircuitWaitSeconds >= 0,
 		CircuitWait:    time.Duration(max(row.CircuitWaitSeconds, 0) * float64(time.Second)),
 	}
-	if row.EventSeq != nil {
+	if row.EventFound {
 		target.Event = &Event{
-			ID:             deref(row.EventID),
-			Seq:            *row.EventSeq,
-			Type:           deref(row.Type),
-			OrganizationID: deref(row.OrganizationID),
-			AgentID:        deref(row.AgentID),
+			ID:             row.EventID,
+			Seq:            row.EventSeq,
+			Type:           row.Type,
+			OrganizationID: row.OrganizationID,
+			AgentID:        row.AgentID,
 			Payload:        row.Payload,
-			CreatedAt:      *row.CreatedAt,
+			CreatedAt:      row.CreatedAt,
 		}
 	}
 	if len(row.SecretKeyIds) > 0 && s.keyring == nil {

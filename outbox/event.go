@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,9 +35,9 @@ type Event struct {
 	FannedOutAt *time.Time `json:"fanned_out_at"`
 }
 
-func eventFromRow(row *dbsqlc.OutboxEvent) *Event {
+func eventFromRow(row *dbsqlc.OutboxEvent, eventID string) *Event {
 	return &Event{
-		ID:             row.EventID,
+		ID:             eventID,
 		Seq:            row.ID,
 		Type:           row.Type,
 		OrganizationID: deref(row.OrganizationID),
@@ -115,6 +116,29 @@ func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParam
 	if err := checkEncoding("type", params.Type); err != nil { // the rest is checked by the database, quoting the type
 		return nil, err
 	}
+	refused := func(err error) error {
+		err = translateError("publish", err)
+		var validation *ValidationError
+		if errors.As(err, &validation) && validation.Field == "" {
+			// The text parameters are checked above: what Postgres still refuses
+			// without naming a column (a lone \ud800) is in the payload.
+			validation.Field = "payload"
+		}
+		return err
+	}
+	if params.IdempotencyKey == "" {
+		// The plain INSERT: no function call, the cheapest publish there is.
+		row, err := s.queries.EventInsert(ctx, s.on(tx), &dbsqlc.EventInsertParams{
+			Type:           params.Type,
+			Payload:        payload,
+			AgentID:        nullable(params.AgentID),
+			OrganizationID: nullable(params.OrganizationID),
+		})
+		if err != nil {
+			return nil, refused(err)
+		}
+		return eventFromRow(&row.OutboxEvent, row.EventID), nil
+	}
 	row, err := s.queries.EventPublish(ctx, s.on(tx), &dbsqlc.EventPublishParams{
 		Type:           params.Type,
 		Payload:        payload,
@@ -123,16 +147,12 @@ func (s *Store) PublishTx(ctx context.Context, tx Executor, params *PublishParam
 		IdempotencyKey: nullable(params.IdempotencyKey),
 	})
 	if err != nil {
-		err = translateError("publish", err)
-		var validation *ValidationError
-		if errors.As(err, &validation) && validation.Field == "" {
-			// The text parameters are checked above: what Postgres still refuses
-			// without naming a column (a lone \ud800) is in the payload.
-			validation.Field = "payload"
-		}
-		return nil, err
+		return nil, refused(err)
 	}
-	return eventFromRow(row), nil
+	return eventFromRow(&dbsqlc.OutboxEvent{
+		ID: row.ID, Type: row.Type, OrganizationID: row.OrganizationID, AgentID: row.AgentID, Payload: row.Payload,
+		IdempotencyKey: row.IdempotencyKey, CreatedAt: row.CreatedAt, DispatchedAt: row.DispatchedAt, FannedOutAt: row.FannedOutAt,
+	}, row.EventID), nil
 }
 
 // Publish publishes an event in its own transaction.
@@ -146,18 +166,64 @@ func (s *Store) EventGet(ctx context.Context, eventID string) (*Event, error) {
 	if err != nil {
 		return nil, translateError("get event", err)
 	}
-	return eventFromRow(row), nil
+	return eventFromRow(&dbsqlc.OutboxEvent{
+		ID: row.ID, Type: row.Type, OrganizationID: row.OrganizationID, AgentID: row.AgentID, Payload: row.Payload,
+		IdempotencyKey: row.IdempotencyKey, CreatedAt: row.CreatedAt, DispatchedAt: row.DispatchedAt, FannedOutAt: row.FannedOutAt,
+	}, row.EventID), nil
 }
 
-// EventClaimBatchTx claims up to max undispatched events, oldest first, skipping
-// rows another transaction holds, marks them dispatched and returns their Seq.
-// The claim lasts as long as tx: roll it back and the events are claimable again.
-func (s *Store) EventClaimBatchTx(ctx context.Context, tx Executor, max int) ([]int64, error) {
-	seqs, err := s.queries.EventClaimBatch(ctx, s.on(tx), int32(min(max, 1<<30))) //nolint:gosec // bounded
+// Claim is what one claim of the relay took: its events and the deliveries to
+// create for them.
+type Claim struct {
+	// Seqs are the claimed events' positions, in order.
+	Seqs []int64
+
+	// Deliveries are one per (claimed event, matching enabled subscription), in
+	// event order.
+	Deliveries []FanoutDelivery
+
+	// OrderedAgents are the agents ('' for events without one) of the claimed
+	// events when any enabled subscription orders its deliveries by agent, sorted
+	// (none otherwise): their lines must be locked (OrderedLockTx) before the
+	// deliveries are created, and promoted (OrderedPromoteTx) after.
+	OrderedAgents []string
+}
+
+// EventClaimFanoutTx claims up to max undispatched events, oldest first, skipping
+// rows another transaction holds, marks them dispatched and fanned out, and
+// returns the deliveries to create for them. The claim lasts as long as tx: tx
+// must also create the deliveries, so that both happen or neither does; roll it
+// back and the events are claimable again.
+func (s *Store) EventClaimFanoutTx(ctx context.Context, tx Executor, max int) (*Claim, error) {
+	rows, err := s.queries.EventClaimFanout(ctx, s.on(tx), int32(min(max, 1<<30))) //nolint:gosec // bounded
 	if err != nil {
 		return nil, translateError("claim events", err)
 	}
-	return seqs, nil
+	claim := &Claim{Deliveries: make([]FanoutDelivery, 0, len(rows))}
+	var last int64
+	for _, row := range rows {
+		if row.EventSeq != last {
+			claim.Seqs = append(claim.Seqs, row.EventSeq)
+			last = row.EventSeq
+			if row.OrderedAny && !slices.Contains(claim.OrderedAgents, deref(row.AgentID)) {
+				claim.OrderedAgents = append(claim.OrderedAgents, deref(row.AgentID))
+			}
+		}
+		if row.SubscriptionID == "" {
+			continue // matches no subscription
+		}
+		d := FanoutDelivery{
+			EventSeq:       row.EventSeq,
+			EventID:        row.EventID,
+			AgentID:        deref(row.AgentID),
+			SubscriptionID: row.SubscriptionID,
+			RetrySchedule:  retryScheduleFromMillis(row.RetryScheduleMs),
+			Ordered:        Ordering(row.Ordering) == OrderingAgent,
+		}
+		claim.Deliveries = append(claim.Deliveries, d)
+	}
+	slices.Sort(claim.OrderedAgents)
+	return claim, nil
 }
 
 // FanoutDelivery is one delivery to create: an event for a subscription.

@@ -320,7 +320,7 @@ func (s *Store) EventList(ctx context.Context, params *EventListParams) ([]*Even
 	}
 	events := make([]*Event, len(rows))
 	for i, row := range rows {
-		events[i] = eventFromRow(row)
+		events[i] = eventFromRow(&row.OutboxEvent, row.EventID)
 	}
 	return events, nil
 }
@@ -457,16 +457,6 @@ func (s *Store) SubscriptionSecretRotate(ctx context.Context, subscriptionID str
 		return nil, err
 	}
 	return result, nil
-}
-
-// EventsPrune deletes up to limit events created before before whose deliveries
-// are all final, and returns how many it deleted.
-func (s *Store) EventsPrune(ctx context.Context, before time.Time, limit int) (int64, error) {
-	n, err := s.queries.EventsPrune(ctx, s.on(s.db), &dbsqlc.EventsPruneParams{Before: before, Max: int32(min(max(limit, 1), 10_000))}) //nolint:gosec // bounded
-	if err != nil {
-		return 0, translateError("prune events", err)
-	}
-	return n, nil
 }
 
 // RateLimitTake takes one delivery slot of a rate-limited subscription. When none

@@ -102,7 +102,7 @@ func TestPublish(t *testing.T) {
 
 		// Empty strings are stored as NULL, not as "".
 		var agent, org, key *string
-		err = outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT agent_id, organization_id, idempotency_key FROM %s.events WHERE event_id = $1", b.store.Schema()), event.ID).Scan(&agent, &org, &key)
+		err = outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT agent_id, organization_id, idempotency_key FROM %s.event($1)", b.store.Schema()), event.ID).Scan(&agent, &org, &key)
 		require.NoError(t, err)
 		require.Nil(t, agent)
 		require.Nil(t, org)
@@ -172,7 +172,7 @@ func TestPublish(t *testing.T) {
 		require.NoError(t, err)
 		require.Regexp(t, eventIDPattern, rolledBack.ID)
 		var inside int
-		require.NoError(t, tx.QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.events WHERE event_id = $1", b.store.Schema()), rolledBack.ID).Scan(&inside))
+		require.NoError(t, tx.QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.event($1)", b.store.Schema()), rolledBack.ID).Scan(&inside))
 		require.Equal(t, 1, inside, "visible inside its transaction")
 		_, err = b.store.EventGet(b.ctx, rolledBack.ID)
 		require.ErrorIs(t, err, outbox.ErrNotFound, "invisible outside before commit")
@@ -384,9 +384,9 @@ func TestPublishSQL(t *testing.T) {
 			dispatchedAt *time.Time
 		)
 		err := b.pool.QueryRow(b.ctx, fmt.Sprintf(
-			`INSERT INTO %s.events (type, agent_id, organization_id, payload)
+			`INSERT INTO %[1]s.events (type, agent_id, organization_id, payload)
 			VALUES ('agent.step.completed', 'agent-123', 'org-1', '{"step_id":"step-456"}')
-			RETURNING event_id, id, created_at, dispatched_at`, b.schema)).Scan(&eventID, &seq, &createdAt, &dispatchedAt)
+			RETURNING %[1]s.event_id(id, created_at), id, created_at, dispatched_at`, b.schema)).Scan(&eventID, &seq, &createdAt, &dispatchedAt)
 		require.NoError(t, err)
 		require.Regexp(t, eventIDPattern, eventID)
 		require.WithinDuration(t, before, createdAt, time.Minute)
@@ -407,7 +407,7 @@ func TestPublishSQL(t *testing.T) {
 
 		b := setup(t)
 		var eventID string
-		err := b.pool.QueryRow(b.ctx, fmt.Sprintf(`INSERT INTO %s.events (type) VALUES ('agent.run.started') RETURNING event_id`, b.schema)).Scan(&eventID)
+		err := b.pool.QueryRow(b.ctx, fmt.Sprintf(`INSERT INTO %[1]s.events (type) VALUES ('agent.run.started') RETURNING %[1]s.event_id(id, created_at)`, b.schema)).Scan(&eventID)
 		require.NoError(t, err)
 		event, err := b.store.EventGet(b.ctx, eventID)
 		require.NoError(t, err)
@@ -430,12 +430,10 @@ func TestPublishSQL(t *testing.T) {
 			{"TypeUpperCase", "Agent.Step", "{}", "type", "events_type_format", "invalid event type 'Agent.Step'", "like agent.step.completed"},
 			{"TypeOneWord", "agent", "{}", "type", "events_type_format", "invalid event type 'agent'", "two or more dot-separated words"},
 			{"TypeTooLong", "a." + strings.Repeat("b", 199), "{}", "type", "events_type_format", "invalid event type", "at most 200 characters"},
-			{"TypeNull", nil, "{}", "type", "events_type_format", "invalid event type NULL", ""},
 			{"PayloadArray", "a.b", "[1,2]", "payload", "events_payload_object", "event payload must be a JSON object, not array", "Wrap the value in an object"},
 			{"PayloadString", "a.b", `"x"`, "payload", "events_payload_object", "must be a JSON object, not string", ""},
 			{"PayloadNumber", "a.b", "7", "payload", "events_payload_object", "must be a JSON object, not number", ""},
 			{"PayloadJSONNull", "a.b", "null", "payload", "events_payload_object", "must be a JSON object, not null", ""},
-			{"PayloadSQLNull", "a.b", nil, "payload", "events_payload_object", "must be a JSON object, not NULL", ""},
 			{"PayloadOverLimit", "a.b", string(payloadOfSize(262145)), "payload", "events_payload_size", "event payload is 262145 bytes, over the limit of 262144 bytes", b.schema + ".settings.max_payload_bytes"},
 		}
 		for _, tt := range tests {
@@ -446,6 +444,16 @@ func TestPublishSQL(t *testing.T) {
 			require.Equal(t, tt.constraint, pgErr.ConstraintName, tt.name)
 			require.Contains(t, pgErr.Message, tt.message, tt.name)
 			require.Contains(t, pgErr.Hint, tt.hint, tt.name)
+		}
+		// NULL where a value is required: the not-null constraint names the column.
+		for _, null := range []struct{ column, insert string }{
+			{"type", "INSERT INTO %s.events (type, payload) VALUES (NULL, '{}')"},
+			{"payload", "INSERT INTO %s.events (type, payload) VALUES ('a.b', NULL)"},
+		} {
+			_, err := b.pool.Exec(b.ctx, fmt.Sprintf(null.insert, b.schema))
+			pgErr := requirePgError(t, err)
+			require.Equal(t, "23502", pgErr.Code, null.column)
+			require.Equal(t, null.column, pgErr.ColumnName)
 		}
 		_, err := b.pool.Exec(b.ctx, fmt.Sprintf("INSERT INTO %s.events (type, payload) VALUES ('a.b', 'not json')", b.schema))
 		require.Equal(t, "22P02", requirePgError(t, err).Code, "invalid JSON text")
@@ -461,27 +469,35 @@ func TestPublishSQL(t *testing.T) {
 		tests := []struct {
 			name    string
 			insert  string // %s is the schema
+			code    string
 			column  string
 			message string
 			hint    string
 		}{
-			{"ID", "INSERT INTO %s.events (id, type) VALUES (1, 'a.b')", "id", "cannot set id: outboxd assigns each event its position, the order the relay claims events in", "Leave id out"},
-			{"IDOverridingSystemValue", "INSERT INTO %s.events (id, type) OVERRIDING SYSTEM VALUE VALUES (1000000, 'a.b')", "id", "cannot set id", "Leave id out"},
-			{"EventID", "INSERT INTO %s.events (event_id, type) VALUES ('evt_chosen_by_producer', 'a.b')", "event_id", "cannot set event_id: outboxd generates it", "RETURNING event_id"},
-			{"EventIDWellFormed", "INSERT INTO %s.events (event_id, type) VALUES ('evt_0190a1b2c3d4e5f60718293a4b5c6d7e', 'a.b')", "event_id", "cannot set event_id", "idempotency_key"},
-			{"DispatchedAt", "INSERT INTO %s.events (type, payload, dispatched_at) VALUES ('a.b', '{}', now())", "dispatched_at", "cannot set dispatched_at: outboxd sets it when the relay claims the event", "Leave dispatched_at out"},
-			{"FannedOutAt", "INSERT INTO %s.events (type, fanned_out_at) VALUES ('a.b', now())", "fanned_out_at", "cannot set fanned_out_at: outboxd sets it when it creates the event's deliveries", "Leave fanned_out_at out"},
-			{"OneBadRowOfMany", "INSERT INTO %s.events (type, dispatched_at) VALUES ('a.b', NULL), ('a.c', now())", "dispatched_at", "cannot set dispatched_at", ""},
+			// id is an identity column: Postgres refuses a value for it.
+			{"ID", "INSERT INTO %s.events (id, type) VALUES (1, 'a.b')", "428C9", "", `cannot insert a non-DEFAULT value into column "id"`, ""},
+			{"IDNull", "INSERT INTO %s.events (id, type) VALUES (NULL, 'a.b')", "428C9", "", `cannot insert a non-DEFAULT value into column "id"`, ""},
+			// Insisting, a position Postgres has not handed out yet is refused: it
+			// would later be another event's.
+			{"IDOverridingSystemValue", "INSERT INTO %s.events (id, type) OVERRIDING SYSTEM VALUE VALUES (1000000, 'a.b')", "428C9", "id", "cannot set id", "Leave id out"},
+			// There is no event_id to set: the id is made from the position and time.
+			{"EventID", "INSERT INTO %s.events (event_id, type) VALUES ('evt_chosen_by_producer', 'a.b')", "42703", "", `column "event_id" of relation "events" does not exist`, ""},
+			{"LegacyEventID", "INSERT INTO %s.events (legacy_event_id, type) VALUES ('evt_0190a1b2c3d4e5f60718293a4b5c6d7e', 'a.b')", "428C9", "legacy_event_id", "cannot set legacy_event_id", ".event_id(id, created_at)"},
+			{"DispatchedAt", "INSERT INTO %s.events (type, payload, dispatched_at) VALUES ('a.b', '{}', now())", "428C9", "dispatched_at", "cannot set dispatched_at: outboxd sets it when the relay claims the event", "Leave dispatched_at out"},
+			{"FannedOutAt", "INSERT INTO %s.events (type, fanned_out_at) VALUES ('a.b', now())", "428C9", "fanned_out_at", "cannot set fanned_out_at: outboxd sets it when it creates the event's deliveries", "Leave fanned_out_at out"},
+			{"OneBadRowOfMany", "INSERT INTO %s.events (type, dispatched_at) VALUES ('a.b', NULL), ('a.c', now())", "428C9", "dispatched_at", "cannot set dispatched_at", ""},
 		}
 		for _, tt := range tests {
 			_, err := b.pool.Exec(b.ctx, fmt.Sprintf(tt.insert, b.schema))
 			pgErr := requirePgError(t, err)
-			require.Equal(t, "428C9", pgErr.Code, tt.name) // generated_always, as Postgres answers for identity columns
-			require.Equal(t, tt.column, pgErr.ColumnName, tt.name)
-			require.Equal(t, "events", pgErr.TableName, tt.name)
-			require.Equal(t, b.schema, pgErr.SchemaName, tt.name)
+			require.Equal(t, tt.code, pgErr.Code, tt.name)
 			require.Contains(t, pgErr.Message, tt.message, tt.name)
-			require.Contains(t, pgErr.Hint, tt.hint, tt.name)
+			if tt.column != "" {
+				require.Equal(t, tt.column, pgErr.ColumnName, tt.name)
+				require.Equal(t, "events", pgErr.TableName, tt.name)
+				require.Equal(t, b.schema, pgErr.SchemaName, tt.name)
+				require.Contains(t, pgErr.Hint, tt.hint, tt.name)
+			}
 		}
 		require.Zero(t, countRows(b.ctx, t, b.store, "events"))
 
@@ -496,10 +512,10 @@ func TestPublishSQL(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		// NULL and DEFAULT leave the choice to outboxd, as leaving the column out does.
-		rows, err := b.pool.Query(b.ctx, fmt.Sprintf(`INSERT INTO %s.events (id, event_id, type, dispatched_at, fanned_out_at)
-			VALUES (DEFAULT, DEFAULT, 'a.b', DEFAULT, DEFAULT), (NULL, NULL, 'a.c', NULL, NULL)
-			RETURNING id, event_id, dispatched_at, fanned_out_at`, b.schema))
+		// DEFAULT leaves the choice to outboxd, as leaving the column out does.
+		rows, err := b.pool.Query(b.ctx, fmt.Sprintf(`INSERT INTO %[1]s.events (id, type, dispatched_at, fanned_out_at)
+			VALUES (DEFAULT, 'a.b', DEFAULT, DEFAULT), (DEFAULT, 'a.c', NULL, NULL)
+			RETURNING id, %[1]s.event_id(id, created_at), dispatched_at, fanned_out_at`, b.schema))
 		require.NoError(t, err)
 		var seqs []int64
 		for rows.Next() {
@@ -518,19 +534,22 @@ func TestPublishSQL(t *testing.T) {
 		require.Len(t, seqs, 2)
 		require.Less(t, seqs[0], seqs[1], "positions rise in insert order")
 
-		// COPY, for bulk producers, goes through the same trigger.
+		// COPY, for bulk producers, goes through the same constraints and trigger.
 		n, err := b.pool.CopyFrom(b.ctx, pgx.Identifier{b.schema, "events"}, []string{"type", "payload"},
 			pgx.CopyFromRows([][]any{{"a.d", map[string]any{"n": 1}}, {"a.e", map[string]any{"n": 2}}}))
 		require.NoError(t, err)
 		require.EqualValues(t, 2, n)
 		var distinct, max int64
-		require.NoError(t, b.pool.QueryRow(b.ctx, fmt.Sprintf("SELECT count(DISTINCT event_id), max(id) FROM %s.events", b.schema)).Scan(&distinct, &max))
+		require.NoError(t, b.pool.QueryRow(b.ctx, fmt.Sprintf("SELECT count(DISTINCT %[1]s.event_id(id, created_at)), max(id) FROM %[1]s.events", b.schema)).Scan(&distinct, &max))
 		require.EqualValues(t, 4, distinct)
 		require.Greater(t, max, seqs[1])
 
 		_, err = b.pool.CopyFrom(b.ctx, pgx.Identifier{b.schema, "events"}, []string{"type", "dispatched_at"},
 			pgx.CopyFromRows([][]any{{"a.f", time.Now()}}))
 		require.Equal(t, "dispatched_at", requirePgError(t, err).ColumnName)
+		_, err = b.pool.CopyFrom(b.ctx, pgx.Identifier{b.schema, "events"}, []string{"type"},
+			pgx.CopyFromRows([][]any{{"Not A Type"}}))
+		require.Equal(t, "events_type_format", requirePgError(t, err).ConstraintName)
 		require.Equal(t, 4, countRows(b.ctx, t, b.store, "events"))
 	})
 
@@ -577,28 +596,30 @@ func TestPublishSQL(t *testing.T) {
 			{"organization_id = 'org-2'", "organization_id"},
 			{"agent_id = NULL", "agent_id"},
 			{"idempotency_key = 'k'", "idempotency_key"},
-			{"event_id = 'evt_chosen_by_producer'", "event_id"},
-			{"id = id + 1000", "id"},
+			{"legacy_event_id = 'evt_chosen_by_producer'", "legacy_event_id"},
+			{"created_at = created_at - interval '1 day'", "created_at"}, // the public id is made from it
 			{`dispatched_at = NULL, payload = '{"x": 1}'`, "payload"},
 		}
 		for _, tt := range tests {
-			_, err := b.pool.Exec(b.ctx, fmt.Sprintf("UPDATE %s.events SET %s WHERE event_id = $1", b.schema, tt.set), event.ID)
+			_, err := b.pool.Exec(b.ctx, fmt.Sprintf("UPDATE %s.events SET %s WHERE id = $1", b.schema, tt.set), event.Seq)
 			pgErr := requirePgError(t, err)
 			require.Equal(t, "0A000", pgErr.Code, tt.set) // feature_not_supported
 			require.Equal(t, tt.column, pgErr.ColumnName, tt.set)
 			require.Contains(t, pgErr.Message, "cannot change "+tt.column+" of published event "+event.ID, tt.set)
 			require.Contains(t, pgErr.Hint, "Publish a new event", tt.set)
 		}
+		// id is an identity column, which Postgres itself keeps from changing.
+		_, err = b.pool.Exec(b.ctx, fmt.Sprintf("UPDATE %s.events SET id = id + 1000 WHERE id = $1", b.schema), event.Seq)
+		require.Equal(t, "428C9", requirePgError(t, err).Code)
 		got, err := b.store.EventGet(b.ctx, event.ID)
 		require.NoError(t, err)
 		require.Equal(t, event, got, "the event is as published")
 
-		// Writing a value back unchanged, the daemon's own columns and created_at
-		// stay possible.
-		_, err = b.pool.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.events SET type = type, payload = payload, dispatched_at = now(), fanned_out_at = now(),
-			created_at = created_at - interval '1 day' WHERE event_id = $1`, b.schema), event.ID)
+		// Writing a value back unchanged, and the daemon's own columns, stay possible.
+		_, err = b.pool.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.events SET type = type, payload = payload, created_at = created_at,
+			dispatched_at = now(), fanned_out_at = now() WHERE id = $1`, b.schema), event.Seq)
 		require.NoError(t, err)
-		_, err = b.pool.Exec(b.ctx, fmt.Sprintf("DELETE FROM %s.events WHERE event_id = $1", b.schema), event.ID)
+		_, err = b.pool.Exec(b.ctx, fmt.Sprintf("DELETE FROM %s.events WHERE id = $1", b.schema), event.Seq)
 		require.NoError(t, err)
 	})
 

@@ -169,6 +169,13 @@ type daemonProcess struct {
 // startDaemon starts `outboxd run` with fast test settings, plus extra flags.
 func (b *processBundle) startDaemon(t *testing.T, extra ...string) *daemonProcess {
 	t.Helper()
+	return b.startDaemonEnv(t, nil, extra...)
+}
+
+// startDaemonEnv is startDaemon with environment variables (KEY=value) that
+// replace the bundle's.
+func (b *processBundle) startDaemonEnv(t *testing.T, env []string, extra ...string) *daemonProcess {
+	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -182,7 +189,7 @@ func (b *processBundle) startDaemon(t *testing.T, extra ...string) *daemonProces
 		"--rescue-stuck-after", "13s",
 		"--shutdown-timeout", "20s",
 	}, extra...)...)
-	cmd.Env = b.env
+	cmd.Env = append(append([]string{}, b.env...), env...) // the last of a key wins
 	buf := &bytes.Buffer{}
 	out := &syncWriter{w: buf}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -343,4 +350,65 @@ func TestRunRefusesAnOutdatedSchema(t *testing.T) {
 	res = b.run(t, "", "run", "--http-addr", "127.0.0.1:0")
 	require.Equal(t, 1, res.code)
 	require.Contains(t, res.stderr, "cannot sign deliveries: no encryption key")
+}
+
+// TestSurvivorsTakeOverAKilledDaemonsDeliveries: three daemons share the work;
+// one is killed with deliveries in flight. The others send those again within
+// seconds of its heartbeat stopping, long before River's rescuer (100 s here)
+// would, and nothing is lost.
+func TestSurvivorsTakeOverAKilledDaemonsDeliveries(t *testing.T) {
+	t.Parallel()
+
+	b := newProcessBundle(t)
+	// Every request is held 300 ms, so each daemon has deliveries in flight.
+	b.receiver = newSlowReceiver(t, 300*time.Millisecond)
+	outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: b.receiver.server.URL})
+	rescue := []string{"--rescue-stuck-after", "100s", "--take-over-after", "6s"}
+	daemons := []*daemonProcess{b.startDaemon(t, rescue...), b.startDaemon(t, rescue...), b.startDaemon(t, rescue...)}
+	published := b.publish(t, 300)
+
+	var cutOff int
+	b.receiver.waitFor(t, "deliveries under way on every daemon", func(arrived int, received map[string]int) bool {
+		answered := 0
+		for _, n := range received {
+			answered += n
+		}
+		cutOff = arrived - answered
+		return len(received) >= 30 && cutOff >= 10
+	})
+	killed := time.Now()
+	require.NoError(t, daemons[0].cmd.Process.Signal(syscall.SIGKILL))
+	require.Error(t, daemons[0].wait(t), "killed, not exited")
+
+	b.receiver.waitFor(t, "every event", func(_ int, received map[string]int) bool {
+		for _, id := range published {
+			if received[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	took := time.Since(killed)
+	t.Logf("all %d events delivered %s after a SIGKILL that cut off %d requests", len(published), took.Round(time.Millisecond), cutOff)
+	require.Less(t, took, 20*time.Second, "taken over well before River's rescuer (100 s)")
+	require.Len(t, b.receiver.snapshot(), len(published), "nothing but published events was sent")
+
+	// The killed daemon's deliveries were taken over, not rescued by River.
+	var takenOver int
+	require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, "SELECT count(*) FROM "+b.store.Schema()+
+		".river_job WHERE metadata ? 'outboxd:taken_over_from'").Scan(&takenOver))
+	require.Positive(t, takenOver)
+	daemonsSeen, err := b.store.DaemonList(b.ctx)
+	require.NoError(t, err)
+	require.Len(t, daemonsSeen, 3)
+	require.Contains(t, daemonsSeen[2].StopReason, "no heartbeat since", "the killed one, listed last")
+
+	// The survivors say what they did.
+	require.Eventually(t, func() bool {
+		return strings.Contains(daemons[1].log()+daemons[2].log(), "daemons stopped answering; their running jobs are due again")
+	}, 10*time.Second, 50*time.Millisecond)
+	for _, d := range daemons[1:] {
+		require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, d.wait(t), d.log())
+	}
 }

@@ -34,6 +34,10 @@ func newMigrateCommand(a *app) *cobra.Command {
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := a.checkPooler(cmd.Context(), pool, true); err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
 		m, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger, Keyring: keyring})
 		if err != nil {
 			pool.Close()

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -58,6 +59,7 @@ type app struct {
 	schema      string
 	logLevel    string
 	logFormat   string
+	pooler      string
 
 	// envFlags maps flags to the environment variable that supplies them when the
 	// flag is not given.
@@ -114,7 +116,9 @@ deliveries. Postgres is the only source of truth; River runs the jobs.`,
 	flags.StringVar(&a.schema, "schema", outbox.DefaultSchema, "Postgres schema holding outboxd's and River's tables")
 	flags.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flags.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
+	flags.StringVar(&a.pooler, "pooler", "", `what sits between outboxd and Postgres: "" (Postgres itself, or a pooler in session mode) or "transaction" (PgBouncer's pool_mode = transaction: no prepared statements, no LISTEN; run migrate directly against Postgres)`)
 	a.bindEnv(flags, "database-url", "DATABASE_URL")
+	a.bindEnv(flags, "pooler", "OUTBOXD_POOLER")
 	a.bindEnv(flags, "schema", "OUTBOXD_SCHEMA")
 	a.bindEnv(flags, "log-level", "OUTBOXD_LOG_LEVEL")
 	a.bindEnv(flags, "log-format", "OUTBOXD_LOG_FORMAT")
@@ -318,6 +322,19 @@ func (a *app) connect(ctx context.Context) (*pgxpool.Pool, error) {
 		config.MaxConns = poolMaxConnsDefault
 	}
 	config.ConnConfig.RuntimeParams["application_name"] = cmp.Or(a.applicationName, "outboxd")
+	switch a.pooler {
+	case "":
+	case poolerTransaction:
+		// A pooler in transaction mode hands a session's server process to other
+		// clients between transactions, so a statement prepared on one may be
+		// missing on the next (PgBouncer before 1.21 keeps none). Unless the URL
+		// chose a mode, describe and execute each statement in one exchange.
+		if !strings.Contains(a.databaseURL, "default_query_exec_mode") {
+			config.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		}
+	default:
+		return nil, fmt.Errorf("--pooler: %q is not a pooler mode: leave it empty, or say transaction", a.pooler)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -330,6 +347,33 @@ func (a *app) connect(ctx context.Context) (*pgxpool.Pool, error) {
 			config.ConnConfig.Host, config.ConnConfig.Port, config.ConnConfig.Database, err)
 	}
 	return pool, nil
+}
+
+// poolerTransaction is --pooler for PgBouncer's pool_mode = transaction.
+const poolerTransaction = "transaction"
+
+// checkPooler makes sure the pool's way to Postgres suits what the command
+// needs: a session of its own (migrate: its lock is held by the session), or
+// one that the --pooler setting describes truly (run: in transaction mode it
+// must poll and must not LISTEN).
+func (a *app) checkPooler(ctx context.Context, pool *pgxpool.Pool, needsSession bool) error {
+	if needsSession && a.pooler == poolerTransaction {
+		return errors.New("--pooler transaction: this command holds a session lock, which a pooler in transaction mode does not keep; point it at Postgres directly (or at a session-mode pool)")
+	}
+	if a.pooler == poolerTransaction {
+		return nil
+	}
+	pooled, err := outbox.DetectTransactionPooler(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if pooled && needsSession {
+		return fmt.Errorf("%w: this command holds a session lock, which such a pooler does not keep; point it at Postgres directly (or at a session-mode pool)", outbox.ErrTransactionPooler)
+	}
+	if pooled {
+		return fmt.Errorf("%w: LISTEN/NOTIFY and prepared statements do not survive it; run with --pooler transaction (OUTBOXD_POOLER=transaction), which polls and prepares nothing, or use pool_mode = session", outbox.ErrTransactionPooler)
+	}
+	return nil
 }
 
 // keyring reads OUTBOXD_ENCRYPTION_KEY (and OUTBOXD_ENCRYPTION_KEYS_OLD, a

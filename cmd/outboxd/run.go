@@ -54,6 +54,7 @@ type runFlags struct {
 	disableAfter     time.Duration
 
 	rescueAfter        time.Duration
+	takeOverAfter      time.Duration
 	completedRetention time.Duration
 	deadRetention      time.Duration
 	eventRetention     time.Duration
@@ -109,6 +110,7 @@ OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI
 	flags.DurationVar(&f.circuitBackoffMx, "circuit-backoff-max", jobs.CircuitBackoffMaxDefault, "longest wait between probes of a failing subscription")
 	flags.DurationVar(&f.disableAfter, "disable-after", jobs.CircuitDisableAfterDefault, "disable a subscription whose every attempt has failed for this long, and publish outboxd.subscription.disabled (0: never)")
 	flags.DurationVar(&f.rescueAfter, "rescue-stuck-after", 0, "retry jobs still running after this long, presuming their daemon died; must exceed --request-timeout + 10s (default: that + 1m)")
+	flags.DurationVar(&f.takeOverAfter, "take-over-after", jobs.TakeOverAfterDefault, "when another daemon's heartbeat has been missing this long, presume it dead and run the jobs it was running again (at least 3 heartbeats of 2s)")
 	flags.DurationVar(&f.completedRetention, "completed-retention", jobs.CompletedRetentionDefault, "keep delivered deliveries this long")
 	flags.DurationVar(&f.deadRetention, "dead-retention", jobs.DeadRetentionDefault, "keep dead and cancelled deliveries this long")
 	flags.DurationVar(&f.eventRetention, "event-retention", jobs.EventRetentionDefault, "keep events this long, and then until all their deliveries are final")
@@ -167,6 +169,9 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		return err
 	}
 
+	if err := a.checkPooler(ctx, pool, f.migrate); err != nil {
+		return err
+	}
 	migrator, err := migrations.New(pool, &migrations.Config{Schema: a.schema, Logger: logger, Keyring: keyring})
 	if err != nil {
 		return err
@@ -240,6 +245,9 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		FetchCooldown:        f.fetchCooldown,
 		FetchPollInterval:    f.fetchPoll,
 		RescueStuckJobsAfter: f.rescueAfter,
+		TakeOverAfter:        f.takeOverAfter,
+		PollOnly:             a.pooler == poolerTransaction,
+		Version:              outboxdVersion(),
 		CompletedRetention:   f.completedRetention,
 		DeadRetention:        f.deadRetention,
 		EventRetention:       f.eventRetention,

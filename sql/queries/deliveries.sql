@@ -19,13 +19,15 @@ SELECT
     -- now), measured on the database's clock like the breaker itself.
     (CASE WHEN s.circuit_open_until IS NULL THEN -1
         ELSE greatest(extract(epoch FROM s.circuit_open_until - now()), 0) END)::float8 AS circuit_wait_seconds,
-    e.id AS event_seq,
-    e.event_id,
-    e.type,
-    e.organization_id,
-    e.agent_id,
-    e.payload,
-    e.created_at,
+    -- The event's columns, empty when it no longer exists (event_found false).
+    (e.id IS NOT NULL)::boolean AS event_found,
+    coalesce(e.id, 0)::bigint AS event_seq,
+    coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at), '')::text AS event_id,
+    coalesce(e.type, '')::text AS type,
+    coalesce(e.organization_id, '')::text AS organization_id,
+    coalesce(e.agent_id, '')::text AS agent_id,
+    coalesce(e.payload, '{}')::jsonb AS payload,
+    coalesce(e.created_at, '1970-01-01 00:00:00+00')::timestamptz AS created_at,
     coalesce((
         SELECT array_agg(ss.key_id ORDER BY ss.id)
         FROM outbox.subscription_secrets AS ss
@@ -37,7 +39,15 @@ SELECT
         WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
     ), '{}')::bytea[] AS secret_ciphertexts
 FROM outbox.subscriptions AS s
-LEFT JOIN outbox.events AS e ON e.event_id = @event_id
+LEFT JOIN LATERAL (
+    SELECT * FROM outbox.events AS n
+    WHERE n.id = outbox.event_seq(@event_id::text)
+        AND n.created_at >= outbox.event_time(@event_id::text)
+        AND n.created_at < outbox.event_time(@event_id::text) + interval '1 millisecond'
+    UNION ALL
+    SELECT * FROM outbox.events AS l WHERE l.legacy_event_id = @event_id::text
+    LIMIT 1
+) AS e ON true
 WHERE s.id = @subscription_id;
 
 -- name: DeliveryList :many
@@ -53,11 +63,21 @@ WHERE d.id IN (
         AND (sqlc.narg(event_id)::text IS NULL OR j.args @> jsonb_build_object('event_id', sqlc.narg(event_id)::text))
         AND (sqlc.narg(subscription_id)::text IS NULL OR j.args ->> 'subscription_id' = sqlc.narg(subscription_id))
         AND (sqlc.narg(agent_id)::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e WHERE e.event_id = j.args ->> 'event_id' AND e.agent_id = sqlc.narg(agent_id)))
+            SELECT 1 FROM outbox.events AS e
+            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
+                    AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
+                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
+                OR e.legacy_event_id = j.args ->> 'event_id')
+                AND e.agent_id = sqlc.narg(agent_id)))
         AND (sqlc.narg(organization_id)::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = sqlc.narg(organization_id)))
         AND (sqlc.narg(event_type)::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e WHERE e.event_id = j.args ->> 'event_id' AND e.type = sqlc.narg(event_type)))
+            SELECT 1 FROM outbox.events AS e
+            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
+                    AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
+                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
+                OR e.legacy_event_id = j.args ->> 'event_id')
+                AND e.type = sqlc.narg(event_type)))
         AND (sqlc.narg(state)::text IS NULL OR (CASE
             WHEN j.state = 'completed' THEN 'delivered'
             WHEN j.state = 'discarded' THEN 'dead'
@@ -104,7 +124,8 @@ WHERE id = @id AND kind = 'outboxd.recover';
 -- Events created in [since, until) that the subscription matches but never got a
 -- delivery for, because it was disabled when they were fanned out; in outbox order
 -- from after_seq, for recovery.
-SELECT e.id AS event_seq, e.event_id, e.agent_id, s.retry_schedule_ms, s.ordering
+SELECT e.id AS event_seq, coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at))::text AS event_id,
+    e.agent_id, s.retry_schedule_ms, s.ordering
 FROM outbox.subscriptions AS s
 JOIN outbox.events AS e
     ON e.created_at >= greatest(@since::timestamptz, s.created_at) AND e.created_at < @until::timestamptz
@@ -117,7 +138,7 @@ WHERE s.id = @subscription_id
     AND NOT EXISTS (
         SELECT 1 FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery'
-            AND j.args @> jsonb_build_object('event_id', e.event_id, 'subscription_id', s.id))
+            AND j.args @> jsonb_build_object('event_id', coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at)), 'subscription_id', s.id))
 ORDER BY e.id
 LIMIT @max;
 

@@ -129,11 +129,21 @@ WHERE d.id IN (
         AND ($1::text IS NULL OR j.args @> jsonb_build_object('event_id', $1::text))
         AND ($2::text IS NULL OR j.args ->> 'subscription_id' = $2)
         AND ($3::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e WHERE e.event_id = j.args ->> 'event_id' AND e.agent_id = $3))
+            SELECT 1 FROM outbox.events AS e
+            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
+                    AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
+                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
+                OR e.legacy_event_id = j.args ->> 'event_id')
+                AND e.agent_id = $3))
         AND ($4::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = $4))
         AND ($5::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e WHERE e.event_id = j.args ->> 'event_id' AND e.type = $5))
+            SELECT 1 FROM outbox.events AS e
+            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
+                    AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
+                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
+                OR e.legacy_event_id = j.args ->> 'event_id')
+                AND e.type = $5))
         AND ($6::text IS NULL OR (CASE
             WHEN j.state = 'completed' THEN 'delivered'
             WHEN j.state = 'discarded' THEN 'dead'
@@ -236,13 +246,15 @@ SELECT
     -- now), measured on the database's clock like the breaker itself.
     (CASE WHEN s.circuit_open_until IS NULL THEN -1
         ELSE greatest(extract(epoch FROM s.circuit_open_until - now()), 0) END)::float8 AS circuit_wait_seconds,
-    e.id AS event_seq,
-    e.event_id,
-    e.type,
-    e.organization_id,
-    e.agent_id,
-    e.payload,
-    e.created_at,
+    -- The event's columns, empty when it no longer exists (event_found false).
+    (e.id IS NOT NULL)::boolean AS event_found,
+    coalesce(e.id, 0)::bigint AS event_seq,
+    coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at), '')::text AS event_id,
+    coalesce(e.type, '')::text AS type,
+    coalesce(e.organization_id, '')::text AS organization_id,
+    coalesce(e.agent_id, '')::text AS agent_id,
+    coalesce(e.payload, '{}')::jsonb AS payload,
+    coalesce(e.created_at, '1970-01-01 00:00:00+00')::timestamptz AS created_at,
     coalesce((
         SELECT array_agg(ss.key_id ORDER BY ss.id)
         FROM outbox.subscription_secrets AS ss
@@ -254,7 +266,15 @@ SELECT
         WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
     ), '{}')::bytea[] AS secret_ciphertexts
 FROM outbox.subscriptions AS s
-LEFT JOIN outbox.events AS e ON e.event_id = $1
+LEFT JOIN LATERAL (
+    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS n
+    WHERE n.id = outbox.event_seq($1::text)
+        AND n.created_at >= outbox.event_time($1::text)
+        AND n.created_at < outbox.event_time($1::text) + interval '1 millisecond'
+    UNION ALL
+    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS l WHERE l.legacy_event_id = $1::text
+    LIMIT 1
+) AS e ON true
 WHERE s.id = $2
 `
 
@@ -278,13 +298,14 @@ type DeliveryTargetRow struct {
 	FailureStreak              int32
 	SubscriptionOrganizationID *string
 	CircuitWaitSeconds         float64
-	EventSeq                   *int64
-	EventID                    *string
-	Type                       *string
-	OrganizationID             *string
-	AgentID                    *string
+	EventFound                 bool
+	EventSeq                   int64
+	EventID                    string
+	Type                       string
+	OrganizationID             string
+	AgentID                    string
 	Payload                    json.RawMessage
-	CreatedAt                  *time.Time
+	CreatedAt                  time.Time
 	SecretKeyIds               []string
 	SecretCiphertexts          [][]byte
 }
@@ -309,6 +330,7 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 		&i.FailureStreak,
 		&i.SubscriptionOrganizationID,
 		&i.CircuitWaitSeconds,
+		&i.EventFound,
 		&i.EventSeq,
 		&i.EventID,
 		&i.Type,
@@ -323,7 +345,8 @@ func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTarg
 }
 
 const recoveryMissedEvents = `-- name: RecoveryMissedEvents :many
-SELECT e.id AS event_seq, e.event_id, e.agent_id, s.retry_schedule_ms, s.ordering
+SELECT e.id AS event_seq, coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at))::text AS event_id,
+    e.agent_id, s.retry_schedule_ms, s.ordering
 FROM outbox.subscriptions AS s
 JOIN outbox.events AS e
     ON e.created_at >= greatest($1::timestamptz, s.created_at) AND e.created_at < $2::timestamptz
@@ -336,7 +359,7 @@ WHERE s.id = $3
     AND NOT EXISTS (
         SELECT 1 FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery'
-            AND j.args @> jsonb_build_object('event_id', e.event_id, 'subscription_id', s.id))
+            AND j.args @> jsonb_build_object('event_id', coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at)), 'subscription_id', s.id))
 ORDER BY e.id
 LIMIT $5
 `

@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const eventBacklog = `-- name: EventBacklog :one
@@ -23,8 +25,8 @@ type EventBacklogRow struct {
 }
 
 // The relay's backlog for metrics, measured on the database's clock: the age in
-// seconds of the oldest event not yet handed to a fan-out job (0 when there is
-// none), and how many there are (capped so the count stays cheap).
+// seconds of the oldest event not yet claimed (0 when there is none), and how many
+// there are (capped so the count stays cheap).
 func (q *Queries) EventBacklog(ctx context.Context, db DBTX) (*EventBacklogRow, error) {
 	row := db.QueryRow(ctx, eventBacklog)
 	var i EventBacklogRow
@@ -32,38 +34,87 @@ func (q *Queries) EventBacklog(ctx context.Context, db DBTX) (*EventBacklogRow, 
 	return &i, err
 }
 
-const eventClaimBatch = `-- name: EventClaimBatch :many
+const eventClaimFanout = `-- name: EventClaimFanout :many
 WITH claimed AS (
-    SELECT id
-    FROM outbox.events
-    WHERE dispatched_at IS NULL
-    ORDER BY id
+    SELECT c.id, c.created_at
+    FROM outbox.events AS c
+    WHERE c.dispatched_at IS NULL
+    ORDER BY c.id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+),
+batch AS (
+    UPDATE outbox.events AS e
+    SET dispatched_at = now(), fanned_out_at = now()
+    FROM claimed
+    WHERE e.id = claimed.id AND e.created_at = claimed.created_at
+    RETURNING e.id, coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at)) AS event_id, e.type, e.organization_id, e.agent_id
+),
+matched AS (
+    SELECT b.id AS event_seq, s.id AS subscription_id, s.retry_schedule_ms, s.ordering, s.event_types
+    FROM batch AS b
+    JOIN outbox.subscriptions AS s ON s.enabled AND s.agent_id = b.agent_id
+    WHERE s.organization_id IS NULL OR s.organization_id = b.organization_id
+    UNION ALL
+    SELECT b.id, s.id, s.retry_schedule_ms, s.ordering, s.event_types
+    FROM batch AS b
+    JOIN outbox.subscriptions AS s ON s.enabled AND s.agent_id IS NULL AND s.organization_id = b.organization_id
+    UNION ALL
+    SELECT b.id, s.id, s.retry_schedule_ms, s.ordering, s.event_types
+    FROM batch AS b
+    CROSS JOIN outbox.subscriptions AS s
+    WHERE s.enabled AND s.agent_id IS NULL AND s.organization_id IS NULL
 )
-UPDATE outbox.events AS e
-SET dispatched_at = now()
-FROM claimed
-WHERE e.id = claimed.id
-RETURNING e.id
+SELECT b.id AS event_seq, b.event_id::text AS event_id, b.agent_id,
+    coalesce(m.subscription_id, '')::text AS subscription_id, m.retry_schedule_ms, coalesce(m.ordering, 'none')::text AS ordering,
+    EXISTS (SELECT 1 FROM outbox.subscriptions AS o WHERE o.ordering = 'agent' AND o.enabled)::boolean AS ordered_any
+FROM batch AS b
+LEFT JOIN matched AS m ON m.event_seq = b.id AND outbox.event_type_matches(m.event_types, b.type)
+ORDER BY b.id, m.subscription_id
 `
 
-// The relay's claim: the oldest undispatched events not locked by another daemon.
-// SKIP LOCKED lets several daemons claim side by side; claiming by lock rather than
-// by an id offset means an event whose transaction commits late is never skipped.
-func (q *Queries) EventClaimBatch(ctx context.Context, db DBTX, max int32) ([]int64, error) {
-	rows, err := db.Query(ctx, eventClaimBatch, max)
+type EventClaimFanoutRow struct {
+	EventSeq        int64
+	EventID         string
+	AgentID         *string
+	SubscriptionID  string
+	RetryScheduleMs []int64
+	Ordering        string
+	OrderedAny      bool
+}
+
+// The relay's claim and fan-out in one statement: the oldest undispatched events
+// not locked by another daemon, marked dispatched and fanned out, each with the
+// enabled subscriptions it matches (one row per event and subscription; one row
+// with a NULL subscription for an event that matches none), and whether any
+// subscription orders its deliveries (then the lines of every claimed event's
+// agent must be locked and promoted). SKIP LOCKED lets
+// several daemons claim side by side; claiming by lock rather than by an id offset
+// means an event whose transaction commits late is never skipped. The caller
+// creates the deliveries in the same transaction, so both happen or neither.
+// Subscriptions are found through three indexed paths: agent-scoped,
+// organization-scoped and global.
+func (q *Queries) EventClaimFanout(ctx context.Context, db DBTX, max int32) ([]*EventClaimFanoutRow, error) {
+	rows, err := db.Query(ctx, eventClaimFanout, max)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []int64
+	var items []*EventClaimFanoutRow
 	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
+		var i EventClaimFanoutRow
+		if err := rows.Scan(
+			&i.EventSeq,
+			&i.EventID,
+			&i.AgentID,
+			&i.SubscriptionID,
+			&i.RetryScheduleMs,
+			&i.Ordering,
+			&i.OrderedAny,
+		); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, &i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -76,7 +127,7 @@ WITH batch AS (
     UPDATE outbox.events
     SET fanned_out_at = now()
     WHERE id = ANY($1::bigint[]) AND fanned_out_at IS NULL
-    RETURNING id, event_id, type, organization_id, agent_id
+    RETURNING id, coalesce(legacy_event_id, outbox.event_id(id, created_at)) AS event_id, type, organization_id, agent_id
 ),
 matched AS (
     SELECT b.id AS event_seq, b.event_id, b.agent_id, s.id AS subscription_id, s.retry_schedule_ms, s.ordering, s.event_types, b.type
@@ -93,7 +144,7 @@ matched AS (
     CROSS JOIN outbox.subscriptions AS s
     WHERE s.enabled AND s.agent_id IS NULL AND s.organization_id IS NULL
 )
-SELECT m.event_seq, m.event_id, m.agent_id, m.subscription_id, m.retry_schedule_ms, m.ordering
+SELECT m.event_seq, m.event_id::text AS event_id, m.agent_id, m.subscription_id, m.retry_schedule_ms, m.ordering
 FROM matched AS m
 WHERE outbox.event_type_matches(m.event_types, m.type)
 ORDER BY m.event_seq, m.subscription_id
@@ -108,11 +159,11 @@ type EventFanoutRow struct {
 	Ordering        string
 }
 
-// Marks a claimed batch fanned out and returns one row per (event x matching
-// subscription). Rows already marked are skipped, so a fan-out job that runs twice
-// (rescued while its first run still held the transaction open) cannot create a
-// second set of deliveries. Subscriptions are found through three indexed paths:
-// agent-scoped, organization-scoped and global.
+// Fans out a batch the relay handed to a fan-out job (outboxd before version 10
+// did so for backlogs; the relay now fans out every claim itself): marks it fanned
+// out and returns one row per (event x matching subscription). Rows already marked
+// are skipped, so a fan-out job that runs twice cannot create a second set of
+// deliveries.
 func (q *Queries) EventFanout(ctx context.Context, db DBTX, eventSeqs []int64) ([]*EventFanoutRow, error) {
 	rows, err := db.Query(ctx, eventFanout, eventSeqs)
 	if err != nil {
@@ -141,15 +192,39 @@ func (q *Queries) EventFanout(ctx context.Context, db DBTX, eventSeqs []int64) (
 }
 
 const eventGetByEventID = `-- name: EventGetByEventID :one
-SELECT id, event_id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at FROM outbox.events WHERE event_id = $1
+SELECT e.id, e.type, e.organization_id, e.agent_id, e.payload, e.idempotency_key, e.created_at, e.dispatched_at, e.fanned_out_at,
+    coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at))::text AS event_id
+FROM (
+    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS n
+    WHERE n.id = outbox.event_seq($1::text)
+        AND n.created_at >= outbox.event_time($1::text)
+        AND n.created_at < outbox.event_time($1::text) + interval '1 millisecond'
+    UNION ALL
+    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS l WHERE l.legacy_event_id = $1::text
+    LIMIT 1
+) AS e
 `
 
-func (q *Queries) EventGetByEventID(ctx context.Context, db DBTX, eventID string) (*OutboxEvent, error) {
+type EventGetByEventIDRow struct {
+	ID             int64
+	Type           string
+	OrganizationID *string
+	AgentID        *string
+	Payload        json.RawMessage
+	IdempotencyKey *string
+	CreatedAt      time.Time
+	DispatchedAt   *time.Time
+	FannedOutAt    *time.Time
+	EventID        string
+}
+
+// An event by public id: an index probe into the one partition its id names, or,
+// for an event published before ids were derived, a probe of the stored ids.
+func (q *Queries) EventGetByEventID(ctx context.Context, db DBTX, eventID string) (*EventGetByEventIDRow, error) {
 	row := db.QueryRow(ctx, eventGetByEventID, eventID)
-	var i OutboxEvent
+	var i EventGetByEventIDRow
 	err := row.Scan(
 		&i.ID,
-		&i.EventID,
 		&i.Type,
 		&i.OrganizationID,
 		&i.AgentID,
@@ -158,18 +233,63 @@ func (q *Queries) EventGetByEventID(ctx context.Context, db DBTX, eventID string
 		&i.CreatedAt,
 		&i.DispatchedAt,
 		&i.FannedOutAt,
+		&i.EventID,
+	)
+	return &i, err
+}
+
+const eventInsert = `-- name: EventInsert :one
+INSERT INTO outbox.events AS e (type, payload, agent_id, organization_id)
+VALUES ($1::text, $2::jsonb, $3::text, $4::text)
+RETURNING e.id, e.type, e.organization_id, e.agent_id, e.payload, e.idempotency_key, e.created_at, e.dispatched_at, e.fanned_out_at, e.legacy_event_id, outbox.event_id(e.id, e.created_at)::text AS event_id
+`
+
+type EventInsertParams struct {
+	Type           string
+	Payload        json.RawMessage
+	AgentID        *string
+	OrganizationID *string
+}
+
+type EventInsertRow struct {
+	OutboxEvent OutboxEvent
+	EventID     string
+}
+
+// Publishes an event without an idempotency key: the plain INSERT every producer
+// makes, checked by the table's constraints, with the public id made from the row.
+func (q *Queries) EventInsert(ctx context.Context, db DBTX, arg *EventInsertParams) (*EventInsertRow, error) {
+	row := db.QueryRow(ctx, eventInsert,
+		arg.Type,
+		arg.Payload,
+		arg.AgentID,
+		arg.OrganizationID,
+	)
+	var i EventInsertRow
+	err := row.Scan(
+		&i.OutboxEvent.ID,
+		&i.OutboxEvent.Type,
+		&i.OutboxEvent.OrganizationID,
+		&i.OutboxEvent.AgentID,
+		&i.OutboxEvent.Payload,
+		&i.OutboxEvent.IdempotencyKey,
+		&i.OutboxEvent.CreatedAt,
+		&i.OutboxEvent.DispatchedAt,
+		&i.OutboxEvent.FannedOutAt,
+		&i.OutboxEvent.LegacyEventID,
+		&i.EventID,
 	)
 	return &i, err
 }
 
 const eventList = `-- name: EventList :many
-SELECT id, event_id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at
-FROM outbox.events
-WHERE ($1::text IS NULL OR organization_id = $1)
-    AND ($2::text IS NULL OR agent_id = $2)
-    AND ($3::text IS NULL OR type = $3)
-    AND ($4::bigint IS NULL OR id < $4)
-ORDER BY id DESC
+SELECT e.id, e.type, e.organization_id, e.agent_id, e.payload, e.idempotency_key, e.created_at, e.dispatched_at, e.fanned_out_at, e.legacy_event_id, coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at))::text AS event_id
+FROM outbox.events AS e
+WHERE ($1::text IS NULL OR e.organization_id = $1)
+    AND ($2::text IS NULL OR e.agent_id = $2)
+    AND ($3::text IS NULL OR e.type = $3)
+    AND ($4::bigint IS NULL OR e.id < $4)
+ORDER BY e.id DESC
 LIMIT $5
 `
 
@@ -181,8 +301,13 @@ type EventListParams struct {
 	Max            int32
 }
 
+type EventListRow struct {
+	OutboxEvent OutboxEvent
+	EventID     string
+}
+
 // Newest first, by outbox position.
-func (q *Queries) EventList(ctx context.Context, db DBTX, arg *EventListParams) ([]*OutboxEvent, error) {
+func (q *Queries) EventList(ctx context.Context, db DBTX, arg *EventListParams) ([]*EventListRow, error) {
 	rows, err := db.Query(ctx, eventList,
 		arg.OrganizationID,
 		arg.AgentID,
@@ -194,20 +319,21 @@ func (q *Queries) EventList(ctx context.Context, db DBTX, arg *EventListParams) 
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*OutboxEvent
+	var items []*EventListRow
 	for rows.Next() {
-		var i OutboxEvent
+		var i EventListRow
 		if err := rows.Scan(
-			&i.ID,
+			&i.OutboxEvent.ID,
+			&i.OutboxEvent.Type,
+			&i.OutboxEvent.OrganizationID,
+			&i.OutboxEvent.AgentID,
+			&i.OutboxEvent.Payload,
+			&i.OutboxEvent.IdempotencyKey,
+			&i.OutboxEvent.CreatedAt,
+			&i.OutboxEvent.DispatchedAt,
+			&i.OutboxEvent.FannedOutAt,
+			&i.OutboxEvent.LegacyEventID,
 			&i.EventID,
-			&i.Type,
-			&i.OrganizationID,
-			&i.AgentID,
-			&i.Payload,
-			&i.IdempotencyKey,
-			&i.CreatedAt,
-			&i.DispatchedAt,
-			&i.FannedOutAt,
 		); err != nil {
 			return nil, err
 		}
@@ -219,15 +345,113 @@ func (q *Queries) EventList(ctx context.Context, db DBTX, arg *EventListParams) 
 	return items, nil
 }
 
+const eventPartitionBlocked = `-- name: EventPartitionBlocked :one
+SELECT
+    EXISTS (
+        SELECT 1 FROM outbox.events AS e
+        WHERE e.dispatched_at IS NULL AND e.created_at >= $1::timestamptz AND e.created_at < $2::timestamptz
+    )::boolean AS undispatched,
+    (SELECT count(*) FROM outbox.river_job AS j
+        WHERE j.state IN ('available', 'pending', 'retryable', 'running', 'scheduled')
+            AND j.kind = 'outboxd.delivery'
+            AND outbox.event_time(j.args ->> 'event_id') < $2::timestamptz)::bigint AS unfinished_deliveries,
+    (SELECT count(*) FROM outbox.river_job AS j
+        WHERE j.state IN ('available', 'pending', 'retryable', 'running', 'scheduled')
+            AND j.kind = 'outboxd.fanout')::bigint AS unfinished_fanouts
+`
+
+type EventPartitionBlockedParams struct {
+	FromTime time.Time
+	ToTime   time.Time
+}
+
+type EventPartitionBlockedRow struct {
+	Undispatched         bool
+	UnfinishedDeliveries int64
+	UnfinishedFanouts    int64
+}
+
+// What keeps a partition of [from_time, to_time) from being dropped: events not
+// yet claimed, and deliveries not yet final of events created before to_time (the
+// creation time is in every event id). River's state index finds the unfinished
+// deliveries, so this stays cheap however many finished ones there are.
+func (q *Queries) EventPartitionBlocked(ctx context.Context, db DBTX, arg *EventPartitionBlockedParams) (*EventPartitionBlockedRow, error) {
+	row := db.QueryRow(ctx, eventPartitionBlocked, arg.FromTime, arg.ToTime)
+	var i EventPartitionBlockedRow
+	err := row.Scan(&i.Undispatched, &i.UnfinishedDeliveries, &i.UnfinishedFanouts)
+	return &i, err
+}
+
+const eventPartitionCreate = `-- name: EventPartitionCreate :one
+SELECT outbox.events_partition_create($1::date)::boolean AS created
+`
+
+// Makes the partition of one UTC day unless it exists; true when it made it.
+func (q *Queries) EventPartitionCreate(ctx context.Context, db DBTX, day pgtype.Date) (bool, error) {
+	row := db.QueryRow(ctx, eventPartitionCreate, day)
+	var created bool
+	err := row.Scan(&created)
+	return created, err
+}
+
+const eventPartitionDrop = `-- name: EventPartitionDrop :exec
+SELECT outbox.events_partition_drop($1::text)
+`
+
+// Drops a day partition and its idempotency keys. The caller sets lock_timeout:
+// dropping takes outbox.events' lock for an instant.
+func (q *Queries) EventPartitionDrop(ctx context.Context, db DBTX, name string) error {
+	_, err := db.Exec(ctx, eventPartitionDrop, name)
+	return err
+}
+
+const eventPartitions = `-- name: EventPartitions :many
+SELECT c.relname::text AS name,
+    ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1])::timestamptz AS from_time,
+    ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1])::timestamptz AS to_time
+FROM pg_catalog.pg_inherits AS i
+JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'outbox.events'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+ORDER BY from_time
+`
+
+type EventPartitionsRow struct {
+	Name     string
+	FromTime time.Time
+	ToTime   time.Time
+}
+
+// outbox.events' day partitions, oldest first (not the DEFAULT partition).
+func (q *Queries) EventPartitions(ctx context.Context, db DBTX) ([]*EventPartitionsRow, error) {
+	rows, err := db.Query(ctx, eventPartitions)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*EventPartitionsRow
+	for rows.Next() {
+		var i EventPartitionsRow
+		if err := rows.Scan(&i.Name, &i.FromTime, &i.ToTime); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const eventPublish = `-- name: EventPublish :one
-SELECT id, event_id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at
+SELECT e.id, e.type, e.organization_id, e.agent_id, e.payload, e.idempotency_key, e.created_at, e.dispatched_at, e.fanned_out_at,
+    coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at))::text AS event_id
 FROM outbox.publish_event(
     $1::text,
     $2::jsonb,
     $3::text,
     $4::text,
     $5::text
-)
+) AS e
 `
 
 type EventPublishParams struct {
@@ -238,9 +462,23 @@ type EventPublishParams struct {
 	IdempotencyKey *string
 }
 
-// Publishes through outbox.publish_event() so Go, SQL and HTTP producers share one
-// set of checks and one idempotency rule. Called in FROM so it runs exactly once.
-func (q *Queries) EventPublish(ctx context.Context, db DBTX, arg *EventPublishParams) (*OutboxEvent, error) {
+type EventPublishRow struct {
+	ID             int64
+	Type           string
+	OrganizationID *string
+	AgentID        *string
+	Payload        json.RawMessage
+	IdempotencyKey *string
+	CreatedAt      time.Time
+	DispatchedAt   *time.Time
+	FannedOutAt    *time.Time
+	EventID        string
+}
+
+// Publishes through outbox.publish_event(), which returns the first event for a
+// repeated idempotency key, so Go, SQL and HTTP producers share one idempotency
+// rule. Called in FROM so it runs exactly once.
+func (q *Queries) EventPublish(ctx context.Context, db DBTX, arg *EventPublishParams) (*EventPublishRow, error) {
 	row := db.QueryRow(ctx, eventPublish,
 		arg.Type,
 		arg.Payload,
@@ -248,10 +486,9 @@ func (q *Queries) EventPublish(ctx context.Context, db DBTX, arg *EventPublishPa
 		arg.OrganizationID,
 		arg.IdempotencyKey,
 	)
-	var i OutboxEvent
+	var i EventPublishRow
 	err := row.Scan(
 		&i.ID,
-		&i.EventID,
 		&i.Type,
 		&i.OrganizationID,
 		&i.AgentID,
@@ -260,42 +497,65 @@ func (q *Queries) EventPublish(ctx context.Context, db DBTX, arg *EventPublishPa
 		&i.CreatedAt,
 		&i.DispatchedAt,
 		&i.FannedOutAt,
+		&i.EventID,
 	)
 	return &i, err
 }
 
-const eventsPrune = `-- name: EventsPrune :execrows
-DELETE FROM outbox.events AS e
-WHERE e.id IN (
-    SELECT old.id
-    FROM outbox.events AS old
-    WHERE old.created_at < $1
-        AND old.fanned_out_at IS NOT NULL
-        AND NOT EXISTS (
-            SELECT 1 FROM outbox.river_job AS j
-            WHERE j.kind = 'outboxd.delivery'
-                AND j.args @> jsonb_build_object('event_id', old.event_id)
-                AND j.state NOT IN ('completed', 'discarded', 'cancelled')
-        )
-    ORDER BY old.id
-    LIMIT $2
+const eventsPruneDefault = `-- name: EventsPruneDefault :execrows
+WITH gone AS (
+    DELETE FROM outbox.events_default AS e
+    WHERE e.id IN (
+        SELECT old.id
+        FROM outbox.events_default AS old
+        WHERE old.created_at < $1::timestamptz
+            AND old.fanned_out_at IS NOT NULL
+            AND NOT EXISTS (
+                SELECT 1 FROM outbox.river_job AS j
+                WHERE j.kind = 'outboxd.delivery'
+                    AND j.args @> jsonb_build_object('event_id', coalesce(old.legacy_event_id, outbox.event_id(old.id, old.created_at)))
+                    AND j.state NOT IN ('completed', 'discarded', 'cancelled')
+            )
+        ORDER BY old.id
+        LIMIT $2
+    )
+    RETURNING e.organization_id, e.idempotency_key
+),
+keys AS (
+    DELETE FROM outbox.event_idempotency AS k
+    USING gone AS g
+    WHERE g.idempotency_key IS NOT NULL AND k.idempotency_key = g.idempotency_key
+        AND k.organization_id IS NOT DISTINCT FROM g.organization_id
 )
+SELECT 1 FROM gone
 `
 
-type EventsPruneParams struct {
+type EventsPruneDefaultParams struct {
 	Before time.Time
 	Max    int32
 }
 
-// Retention: deletes up to @max events created before @before whose deliveries
-// are all final (delivered, dead or cancelled), oldest first. Events still waiting
-// for the relay or with a delivery in progress are kept, however old.
-func (q *Queries) EventsPrune(ctx context.Context, db DBTX, arg *EventsPruneParams) (int64, error) {
-	result, err := db.Exec(ctx, eventsPrune, arg.Before, arg.Max)
+// Retention for the DEFAULT partition, which cannot be dropped (it holds only
+// events whose day had no partition: backdated, or published while no daemon ran
+// for days): deletes up to @max of its events created before @before whose
+// deliveries are all final (delivered, dead or cancelled), oldest first, with
+// their idempotency keys. Events still waiting for the relay or with a delivery
+// in progress are kept, however old.
+func (q *Queries) EventsPruneDefault(ctx context.Context, db DBTX, arg *EventsPruneDefaultParams) (int64, error) {
+	result, err := db.Exec(ctx, eventsPruneDefault, arg.Before, arg.Max)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const lockTimeoutSet = `-- name: LockTimeoutSet :exec
+SELECT set_config('lock_timeout', $1::text, true)
+`
+
+func (q *Queries) LockTimeoutSet(ctx context.Context, db DBTX, timeout string) error {
+	_, err := db.Exec(ctx, lockTimeoutSet, timeout)
+	return err
 }
 
 const wake = `-- name: Wake :exec

@@ -70,6 +70,17 @@ type OutboxApiToken struct {
 	RevokedAt      *time.Time
 }
 
+type OutboxDaemon struct {
+	ID          string
+	Hostname    string
+	Pid         int32
+	Version     string
+	StartedAt   time.Time
+	HeartbeatAt time.Time
+	StoppedAt   *time.Time
+	StopReason  *string
+}
+
 type OutboxDelivery struct {
 	ID             int64
 	EventID        string
@@ -94,7 +105,6 @@ type OutboxDeliveryLease struct {
 
 type OutboxEvent struct {
 	ID             int64
-	EventID        string
 	Type           string
 	OrganizationID *string
 	AgentID        *string
@@ -103,6 +113,27 @@ type OutboxEvent struct {
 	CreatedAt      time.Time
 	DispatchedAt   *time.Time
 	FannedOutAt    *time.Time
+	LegacyEventID  *string
+}
+
+type OutboxEventIdempotency struct {
+	OrganizationID *string
+	IdempotencyKey string
+	EventSeq       int64
+	EventCreatedAt time.Time
+}
+
+type OutboxEventsDefault struct {
+	ID             int64
+	Type           string
+	OrganizationID *string
+	AgentID        *string
+	Payload        json.RawMessage
+	IdempotencyKey *string
+	CreatedAt      time.Time
+	DispatchedAt   *time.Time
+	FannedOutAt    *time.Time
+	LegacyEventID  *string
 }
 
 type OutboxRiverJob struct {
@@ -127,6 +158,7 @@ type OutboxRiverJob struct {
 type OutboxSetting struct {
 	Singleton       bool
 	MaxPayloadBytes int32
+	EventIDTag      string
 }
 
 type OutboxSubscription struct {

@@ -10,14 +10,27 @@ import (
 	"time"
 )
 
+const backendPID = `-- name: BackendPID :one
+SELECT pg_backend_pid()::integer AS pid
+`
+
+// The server process serving this connection, to tell whether a pooler hands
+// the session's server process to others between transactions.
+func (q *Queries) BackendPID(ctx context.Context, db DBTX) (int32, error) {
+	row := db.QueryRow(ctx, backendPID)
+	var pid int32
+	err := row.Scan(&pid)
+	return pid, err
+}
+
 const settingsGet = `-- name: SettingsGet :one
-SELECT singleton, max_payload_bytes FROM outbox.settings
+SELECT singleton, max_payload_bytes, event_id_tag FROM outbox.settings
 `
 
 func (q *Queries) SettingsGet(ctx context.Context, db DBTX) (*OutboxSetting, error) {
 	row := db.QueryRow(ctx, settingsGet)
 	var i OutboxSetting
-	err := row.Scan(&i.Singleton, &i.MaxPayloadBytes)
+	err := row.Scan(&i.Singleton, &i.MaxPayloadBytes, &i.EventIDTag)
 	return &i, err
 }
 

@@ -1,0 +1,130 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outboxd/outboxd/outbox/internal/dbsqlc"
+)
+
+// This file holds retention: outbox.events is partitioned by UTC day of
+// created_at (migration 10). Partitions are made days ahead; a day's partition
+// is dropped once it is older than the retention and nothing in it is still
+// needed, which takes the table's lock for an instant instead of deleting
+// millions of rows one by one. Rows that land in the DEFAULT partition (their day
+// had no partition) are pruned row by row.
+
+// EventPartition is one day partition of outbox.events: events created in
+// [From, To).
+type EventPartition struct {
+	Name     string
+	From, To time.Time
+}
+
+// ErrLockTimeout is returned when a partition could not be dropped because the
+// table's lock was not free within the lock timeout (a long transaction held
+// it); retrying later is safe.
+var ErrLockTimeout = errors.New("lock not free in time")
+
+// EventPartitions lists the day partitions of outbox.events, oldest first.
+func (s *Store) EventPartitions(ctx context.Context) ([]EventPartition, error) {
+	rows, err := s.queries.EventPartitions(ctx, s.on(s.db))
+	if err != nil {
+		return nil, translateError("list event partitions", err)
+	}
+	parts := make([]EventPartition, len(rows))
+	for i, row := range rows {
+		parts[i] = EventPartition{Name: row.Name, From: row.FromTime, To: row.ToTime}
+	}
+	return parts, nil
+}
+
+// EventPartitionsEnsure makes the partitions of every UTC day from the day of
+// from to the day of to, inclusive, that do not exist yet, and returns the names
+// of those it made. Making one does not block producers.
+func (s *Store) EventPartitionsEnsure(ctx context.Context, from, to time.Time) ([]string, error) {
+	var made []string
+	for day := from.UTC().Truncate(24 * time.Hour); !day.After(to.UTC()); day = day.AddDate(0, 0, 1) {
+		created, err := s.queries.EventPartitionCreate(ctx, s.on(s.db), pgtype.Date{Time: day, Valid: true})
+		if err != nil {
+			return made, translateError("create event partition", err)
+		}
+		if created {
+			made = append(made, partitionName(day))
+		}
+	}
+	return made, nil
+}
+
+func partitionName(day time.Time) string { return "events_p" + day.UTC().Format("20060102") }
+
+// PartitionBlockers says what keeps a partition past its retention.
+type PartitionBlockers struct {
+	// Undispatched is true while an event of the partition waits for the relay.
+	Undispatched bool
+	// UnfinishedDeliveries counts deliveries not yet final (due, retrying,
+	// running, or waiting in an ordered line) of events created before the
+	// partition's end.
+	UnfinishedDeliveries int64
+	// UnfinishedFanouts counts fan-out jobs an older outboxd left queued; while
+	// any remain, no partition is dropped.
+	UnfinishedFanouts int64
+}
+
+// Blocked reports whether anything keeps the partition.
+func (b *PartitionBlockers) Blocked() bool {
+	return b.Undispatched || b.UnfinishedDeliveries > 0 || b.UnfinishedFanouts > 0
+}
+
+// EventPartitionBlockers says what, if anything, keeps a partition from being
+// dropped.
+func (s *Store) EventPartitionBlockers(ctx context.Context, part *EventPartition) (*PartitionBlockers, error) {
+	row, err := s.queries.EventPartitionBlocked(ctx, s.on(s.db), &dbsqlc.EventPartitionBlockedParams{
+		FromTime: part.From, ToTime: part.To,
+	})
+	if err != nil {
+		return nil, translateError("check event partition", err)
+	}
+	return &PartitionBlockers{
+		Undispatched:         row.Undispatched,
+		UnfinishedDeliveries: row.UnfinishedDeliveries,
+		UnfinishedFanouts:    row.UnfinishedFanouts,
+	}, nil
+}
+
+// EventPartitionDrop drops a day partition with its events' idempotency keys.
+// It waits at most lockTimeout for the table's lock (which it then holds for an
+// instant), so producers never queue behind it for longer; when the lock is not
+// free in time it returns ErrLockTimeout and changes nothing.
+func (s *Store) EventPartitionDrop(ctx context.Context, name string, lockTimeout time.Duration) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		exec := s.on(tx)
+		if err := s.queries.LockTimeoutSet(ctx, exec, fmt.Sprintf("%dms", max(lockTimeout.Milliseconds(), 1))); err != nil {
+			return err
+		}
+		return s.queries.EventPartitionDrop(ctx, exec, name)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+		return fmt.Errorf("drop event partition %s: %w", name, ErrLockTimeout)
+	}
+	return translateError("drop event partition "+name, err)
+}
+
+// EventsPruneDefault deletes up to limit events of the DEFAULT partition created
+// before before whose deliveries are all final, and returns how many it deleted.
+func (s *Store) EventsPruneDefault(ctx context.Context, before time.Time, limit int) (int64, error) {
+	n, err := s.queries.EventsPruneDefault(ctx, s.on(s.db), &dbsqlc.EventsPruneDefaultParams{
+		Before: before, Max: int32(min(max(limit, 1), 10_000)), //nolint:gosec // bounded
+	})
+	if err != nil {
+		return 0, translateError("prune events", err)
+	}
+	return n, nil
+}
