@@ -84,6 +84,11 @@ type Config struct {
 	// deliveries are final. Defaults to 7 days.
 	EventRetention time.Duration
 
+	// RetentionInterval is how often the leader runs retention: drops the
+	// partitions of outbox.events past EventRetention and makes new ones ahead.
+	// Defaults to 10 minutes.
+	RetentionInterval time.Duration
+
 	// HeartbeatInterval is how often the daemon records in outbox.daemons that it
 	// is alive, and looks for daemons that stopped doing so. Defaults to 2 s.
 	HeartbeatInterval time.Duration
@@ -159,6 +164,9 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	if c.EventRetention <= 0 {
 		c.EventRetention = EventRetentionDefault
 	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = RetentionIntervalDefault
+	}
 	deliveryTimeout := c.Delivery.jobTimeout()
 	if c.RescueStuckJobsAfter <= 0 {
 		c.RescueStuckJobsAfter = deliveryTimeout + rescueMarginDefault
@@ -207,7 +215,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		},
 		Workers: workers,
 		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(pruneInterval),
+			river.NewPeriodicJob(river.PeriodicInterval(c.RetentionInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "outboxd.prune_events", RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(orderedSweepInterval),

@@ -15,16 +15,19 @@ import (
 // are final.
 const EventRetentionDefault = 7 * 24 * time.Hour
 
-const (
-	// pruneInterval is how often the leader daemon runs retention.
-	pruneInterval = 10 * time.Minute
+// RetentionIntervalDefault is how often the leader daemon runs retention.
+const RetentionIntervalDefault = 10 * time.Minute
 
+const (
 	// pruneBatch is how many events one delete of the DEFAULT partition removes.
 	pruneBatch = 1000
 
-	// partitionsAhead is how far ahead day partitions of outbox.events are made,
-	// so that a daemon that is down for a while still finds them made.
-	partitionsAhead = 3 * 24 * time.Hour
+	// partitionsAhead is how far ahead partitions of outbox.events are made, so
+	// that producers find them made while no daemon runs for a while: three days,
+	// or ten partitions when they are narrower than a few hours (the DEFAULT
+	// partition takes what comes later).
+	partitionsAhead    = 3 * 24 * time.Hour
+	partitionsAheadMax = 10
 
 	// dropLockTimeout bounds how long dropping a partition waits for the
 	// table's lock, and so how long producers can queue behind it.
@@ -60,7 +63,12 @@ type pruneWorker struct {
 
 func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	now := w.now()
-	made, err := w.store.EventPartitionsEnsure(ctx, now, now.Add(partitionsAhead))
+	settings, err := w.store.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	ahead := min(partitionsAhead, partitionsAheadMax*settings.EventPartitionInterval)
+	made, err := w.store.EventPartitionsEnsure(ctx, now, now.Add(ahead))
 	if err != nil {
 		return err
 	}

@@ -133,7 +133,8 @@ CREATE TRIGGER events_immutable
 DROP TABLE outbox.event_idempotency;
 DROP FUNCTION outbox.events_idempotency_claim();
 DROP FUNCTION outbox.events_refuse_reserved();
-DROP FUNCTION outbox.events_partition_create(date);
+DROP FUNCTION outbox.events_partitions_ensure(timestamptz, timestamptz);
+DROP FUNCTION outbox.events_partition_create(timestamptz);
 DROP FUNCTION outbox.events_partition_drop(text);
 DROP FUNCTION outbox.events_partitions();
 DROP FUNCTION outbox.event_type_checked(text);
@@ -145,7 +146,7 @@ DROP TRIGGER settings_apply ON outbox.settings;
 DROP FUNCTION outbox.settings_apply();
 DROP FUNCTION outbox.max_payload_bytes();
 DROP FUNCTION outbox.refuse(text, text, text, text);
-ALTER TABLE outbox.settings DROP COLUMN event_id_tag;
+ALTER TABLE outbox.settings DROP COLUMN event_id_tag, DROP COLUMN event_partition_interval;
 
 CREATE FUNCTION outbox.publish_event(
     type text,

@@ -201,30 +201,6 @@ $$;
 CREATE TRIGGER events_idempotency_claim AFTER INSERT ON outbox.events
     FOR EACH ROW WHEN (NEW.idempotency_key IS NOT NULL) EXECUTE FUNCTION outbox.events_idempotency_claim();
 
--- Day partitions. events_partition_create makes the partition of one UTC day
--- unless it exists, moving that day's rows out of the DEFAULT partition first (they
--- land there only when the daemon did not run for days). It attaches a table made
--- beforehand, which does not block producers' inserts.
-CREATE FUNCTION outbox.events_partition_create(day date) RETURNS boolean
-    LANGUAGE plpgsql
-AS $$
-DECLARE
-    name text := 'events_p' || to_char(day, 'YYYYMMDD');
-    lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
-BEGIN
-    IF to_regclass('outbox.' || name) IS NOT NULL THEN
-        RETURN false;
-    END IF;
-    EXECUTE format('CREATE TABLE outbox.%I (LIKE outbox.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
-    EXECUTE format('ALTER TABLE outbox.%I SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02)', name);
-    EXECUTE format('WITH moved AS (DELETE FROM outbox.events_default WHERE created_at >= %L AND created_at < %L RETURNING *) '
-        'INSERT INTO outbox.%I SELECT * FROM moved', lo, hi, name);
-    EXECUTE format('ALTER TABLE outbox.events ATTACH PARTITION outbox.%I FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
-    RETURN true;
-END
-$$;
-
 -- Every partition of outbox.events with its range; the DEFAULT one has none.
 CREATE FUNCTION outbox.events_partitions() RETURNS TABLE (name text, from_time timestamptz, to_time timestamptz)
     LANGUAGE sql STABLE
@@ -238,7 +214,72 @@ AS $$
     ORDER BY 2 NULLS LAST
 $$;
 
--- Drops a day partition with its idempotency keys. Dropping takes the table's
+-- Partitions. Each covers event_partition_interval of created_at (a day unless
+-- an operator chose a width that divides a day: hourly for very high volumes,
+-- minutes for tests), aligned to UTC midnight. events_partition_create makes the
+-- partition holding a moment unless one exists; after the width was changed it
+-- fills only the gap between existing partitions. It moves that range's rows out
+-- of the DEFAULT partition first (they land there only when no daemon ran for a
+-- while), and attaches a table made beforehand, which does not block producers.
+ALTER TABLE outbox.settings
+    ADD COLUMN event_partition_interval interval NOT NULL DEFAULT '1 day'
+        CONSTRAINT settings_event_partition_interval CHECK (
+            extract(epoch FROM event_partition_interval) BETWEEN 60 AND 86400
+            AND extract(epoch FROM event_partition_interval)::integer % 60 = 0
+            AND 86400 % extract(epoch FROM event_partition_interval)::integer = 0);
+
+CREATE FUNCTION outbox.events_partition_create(moment timestamptz) RETURNS text
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    width integer := (SELECT extract(epoch FROM s.event_partition_interval)::integer FROM outbox.settings AS s);
+    lo timestamptz := to_timestamp(floor(extract(epoch FROM moment) / width) * width);
+    hi timestamptz := lo + make_interval(secs => width);
+    name text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM outbox.events_partitions() AS p WHERE p.from_time <= moment AND p.to_time > moment) THEN
+        RETURN NULL;
+    END IF;
+    lo := greatest(lo, (SELECT max(p.to_time) FROM outbox.events_partitions() AS p WHERE p.to_time <= moment));
+    hi := least(hi, (SELECT min(p.from_time) FROM outbox.events_partitions() AS p WHERE p.from_time > moment));
+    name := 'events_p' || to_char(lo AT TIME ZONE 'UTC', CASE WHEN width = 86400 AND lo = date_trunc('day', lo AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+        THEN 'YYYYMMDD' ELSE 'YYYYMMDD"t"HH24MISS' END);
+    EXECUTE format('CREATE TABLE outbox.%I (LIKE outbox.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
+    EXECUTE format('ALTER TABLE outbox.%I SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02)', name);
+    EXECUTE format('WITH moved AS (DELETE FROM outbox.events_default WHERE created_at >= %L AND created_at < %L RETURNING *) '
+        'INSERT INTO outbox.%I SELECT * FROM moved', lo, hi, name);
+    EXECUTE format('ALTER TABLE outbox.events ATTACH PARTITION outbox.%I FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
+    RETURN name;
+END
+$$;
+
+-- Makes the partitions for every moment of [from_time, to_time] that has none,
+-- and returns their names.
+CREATE FUNCTION outbox.events_partitions_ensure(from_time timestamptz, to_time timestamptz) RETURNS SETOF text
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    width interval := (SELECT s.event_partition_interval FROM outbox.settings AS s);
+    moment timestamptz := from_time;
+    made text;
+BEGIN
+    WHILE moment <= to_time LOOP
+        made := outbox.events_partition_create(moment);
+        IF made IS NOT NULL THEN
+            RETURN NEXT made;
+        END IF;
+        moment := moment + width;
+    END LOOP;
+    IF moment - width < to_time THEN
+        made := outbox.events_partition_create(to_time);
+        IF made IS NOT NULL THEN
+            RETURN NEXT made;
+        END IF;
+    END IF;
+END
+$$;
+
+-- Drops a partition with its idempotency keys. Dropping takes the table's
 -- lock for an instant; callers set lock_timeout so that it never makes producers
 -- wait behind it for long.
 CREATE FUNCTION outbox.events_partition_drop(partition_name text) RETURNS void
@@ -249,7 +290,7 @@ DECLARE
 BEGIN
     SELECT * INTO part FROM outbox.events_partitions() AS p WHERE p.name = partition_name AND p.from_time IS NOT NULL;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no day partition % of outbox.events', quote_literal(partition_name)
+        RAISE EXCEPTION 'no partition % of outbox.events (the DEFAULT partition is never dropped)', quote_literal(partition_name)
             USING ERRCODE = 'undefined_table';
     END IF;
     DELETE FROM outbox.event_idempotency AS k WHERE k.event_created_at >= part.from_time AND k.event_created_at < part.to_time;
@@ -259,14 +300,13 @@ $$;
 
 -- Partitions for every day that holds existing events (within a year), and for
 -- today and the next three days.
-SELECT outbox.events_partition_create(d::date)
+SELECT outbox.events_partition_create(d)
 FROM (
-    SELECT DISTINCT (e.created_at AT TIME ZONE 'UTC')::date AS d
+    SELECT DISTINCT date_trunc('day', e.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS d
     FROM outbox.events_unpartitioned AS e
     WHERE e.created_at > now() - interval '400 days' AND e.created_at < now() + interval '4 days'
-    UNION
-    SELECT generate_series((now() AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date + 3, interval '1 day')::date
 ) AS days;
+SELECT outbox.events_partitions_ensure(now(), now() + interval '3 days');
 
 -- Copy the existing events, keeping positions and public ids (before the
 -- trigger that refuses producers these columns exists).

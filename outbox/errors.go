@@ -64,6 +64,8 @@ type constraint struct {
 var constraints = map[string]constraint{
 	"settings_singleton":                   {"settings", "holds exactly one row"},
 	"settings_max_payload_bytes":           {"max_payload_bytes", "2 to 67108864 bytes"},
+	"settings_event_id_tag":                {"event_id_tag", "8 lower-case hex digits"},
+	"settings_event_partition_interval":    {"event_partition_interval", "whole minutes that divide a day, from 1 minute to 1 day"},
 	"events_type_format":                   {"type", "two or more dot-separated words of a-z, 0-9 and _, at most 200 characters, like agent.step.completed"},
 	"events_type_reserved":                 {"type", "outboxd.* types are published by outboxd itself"},
 	"events_payload_object":                {"payload", "must be a JSON object"},

@@ -8,20 +8,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxd/outboxd/outbox/internal/dbsqlc"
 )
 
-// This file holds retention: outbox.events is partitioned by UTC day of
-// created_at (migration 10). Partitions are made days ahead; a day's partition
-// is dropped once it is older than the retention and nothing in it is still
-// needed, which takes the table's lock for an instant instead of deleting
-// millions of rows one by one. Rows that land in the DEFAULT partition (their day
-// had no partition) are pruned row by row.
+// This file holds retention: outbox.events is partitioned by created_at, a UTC
+// day per partition unless outbox.settings.event_partition_interval says
+// otherwise (migration 10). Partitions are made ahead; one is dropped once it is
+// older than the retention and nothing in it is still needed, which takes the
+// table's lock for an instant instead of deleting millions of rows one by one.
+// Rows that land in the DEFAULT partition (their time had no partition) are
+// pruned row by row.
 
-// EventPartition is one day partition of outbox.events: events created in
-// [From, To).
+// EventPartition is one partition of outbox.events: events created in [From, To).
 type EventPartition struct {
 	Name     string
 	From, To time.Time
@@ -32,7 +31,8 @@ type EventPartition struct {
 // it); retrying later is safe.
 var ErrLockTimeout = errors.New("lock not free in time")
 
-// EventPartitions lists the day partitions of outbox.events, oldest first.
+// EventPartitions lists the partitions of outbox.events, oldest first (not the
+// DEFAULT partition).
 func (s *Store) EventPartitions(ctx context.Context) ([]EventPartition, error) {
 	rows, err := s.queries.EventPartitions(ctx, s.on(s.db))
 	if err != nil {
@@ -45,24 +45,17 @@ func (s *Store) EventPartitions(ctx context.Context) ([]EventPartition, error) {
 	return parts, nil
 }
 
-// EventPartitionsEnsure makes the partitions of every UTC day from the day of
-// from to the day of to, inclusive, that do not exist yet, and returns the names
-// of those it made. Making one does not block producers.
+// EventPartitionsEnsure makes the partitions that every moment from from to to
+// needs and lacks (each covers outbox.settings.event_partition_interval, a day
+// by default), and returns the names of those it made. Making one does not
+// block producers.
 func (s *Store) EventPartitionsEnsure(ctx context.Context, from, to time.Time) ([]string, error) {
-	var made []string
-	for day := from.UTC().Truncate(24 * time.Hour); !day.After(to.UTC()); day = day.AddDate(0, 0, 1) {
-		created, err := s.queries.EventPartitionCreate(ctx, s.on(s.db), pgtype.Date{Time: day, Valid: true})
-		if err != nil {
-			return made, translateError("create event partition", err)
-		}
-		if created {
-			made = append(made, partitionName(day))
-		}
+	made, err := s.queries.EventPartitionsEnsure(ctx, s.on(s.db), &dbsqlc.EventPartitionsEnsureParams{FromTime: from, ToTime: to})
+	if err != nil {
+		return nil, translateError("create event partitions", err)
 	}
 	return made, nil
 }
-
-func partitionName(day time.Time) string { return "events_p" + day.UTC().Format("20060102") }
 
 // PartitionBlockers says what keeps a partition past its retention.
 type PartitionBlockers struct {
@@ -98,7 +91,7 @@ func (s *Store) EventPartitionBlockers(ctx context.Context, part *EventPartition
 	}, nil
 }
 
-// EventPartitionDrop drops a day partition with its events' idempotency keys.
+// EventPartitionDrop drops a partition with its events' idempotency keys.
 // It waits at most lockTimeout for the table's lock (which it then holds for an
 // instant), so producers never queue behind it for longer; when the lock is not
 // free in time it returns ErrLockTimeout and changes nothing.

@@ -70,6 +70,48 @@ func TestEventPartitions(t *testing.T) {
 		require.Empty(t, made, "all there")
 	})
 
+	t.Run("NarrowerPartitionsAndAChangeOfWidth", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		_, err := outboxtest.Pool(t).Exec(b.ctx, fmt.Sprintf("UPDATE %s.settings SET event_partition_interval = '15 minutes'", b.store.Schema()))
+		require.NoError(t, err)
+		// Quarter hours from the end of the last day partition made by the migration.
+		parts, err := b.store.EventPartitions(b.ctx)
+		require.NoError(t, err)
+		end := parts[len(parts)-1].To
+		made, err := b.store.EventPartitionsEnsure(b.ctx, end, end.Add(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, []string{
+			"events_p" + end.UTC().Format("20060102") + "t000000",
+			"events_p" + end.UTC().Format("20060102") + "t001500",
+			"events_p" + end.UTC().Format("20060102") + "t003000",
+			"events_p" + end.UTC().Format("20060102") + "t004500",
+			"events_p" + end.UTC().Format("20060102") + "t010000",
+		}, made)
+		parts, err = b.store.EventPartitions(b.ctx)
+		require.NoError(t, err)
+		for i := 1; i < len(parts); i++ {
+			require.True(t, parts[i].From.Equal(parts[i-1].To), "no gap, no overlap: %v", parts)
+		}
+
+		// Back to days: the next day partition starts where the quarter hours end.
+		_, err = outboxtest.Pool(t).Exec(b.ctx, fmt.Sprintf("UPDATE %s.settings SET event_partition_interval = '1 day'", b.store.Schema()))
+		require.NoError(t, err)
+		last := parts[len(parts)-1]
+		made, err = b.store.EventPartitionsEnsure(b.ctx, last.To, last.To)
+		require.NoError(t, err)
+		require.Len(t, made, 1)
+		parts, err = b.store.EventPartitions(b.ctx)
+		require.NoError(t, err)
+		require.True(t, parts[len(parts)-1].From.Equal(last.To))
+		require.True(t, parts[len(parts)-1].To.Equal(day(last.To).AddDate(0, 0, 1)), "and ends with the day")
+
+		// A width that does not divide a day is refused.
+		_, err = outboxtest.Pool(t).Exec(b.ctx, fmt.Sprintf("UPDATE %s.settings SET event_partition_interval = '7 minutes'", b.store.Schema()))
+		require.Equal(t, "settings_event_partition_interval", requirePgError(t, err).ConstraintName)
+	})
+
 	t.Run("RowsOfADayWithoutPartitionMoveIntoIt", func(t *testing.T) {
 		t.Parallel()
 
@@ -119,7 +161,7 @@ func TestEventPartitions(t *testing.T) {
 		require.Equal(t, b.store.Schema()+".events_default", partitionOf(b.ctx, t, b.store, fresh))
 
 		err = b.store.EventPartitionDrop(b.ctx, "events_default", time.Second)
-		require.ErrorContains(t, err, "no day partition")
+		require.ErrorContains(t, err, "the DEFAULT partition is never dropped")
 	})
 
 	t.Run("DropGivesUpWhenALongTransactionHoldsTheTable", func(t *testing.T) {

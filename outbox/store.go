@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -100,6 +101,11 @@ func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 type Settings struct {
 	// MaxPayloadBytes is the largest accepted payload, as bytes of JSON text.
 	MaxPayloadBytes int `json:"max_payload_bytes"`
+
+	// EventPartitionInterval is how much of created_at one partition of
+	// outbox.events covers: a day unless an operator chose a width that divides
+	// one.
+	EventPartitionInterval time.Duration `json:"event_partition_interval"`
 }
 
 // Settings reads outbox.settings.
@@ -108,5 +114,7 @@ func (s *Store) Settings(ctx context.Context) (*Settings, error) {
 	if err != nil {
 		return nil, translateError("get settings", err)
 	}
-	return &Settings{MaxPayloadBytes: int(row.MaxPayloadBytes)}, nil
+	width := time.Duration(row.EventPartitionInterval.Microseconds)*time.Microsecond +
+		time.Duration(row.EventPartitionInterval.Days)*24*time.Hour
+	return &Settings{MaxPayloadBytes: int(row.MaxPayloadBytes), EventPartitionInterval: width}, nil
 }

@@ -58,6 +58,7 @@ type runFlags struct {
 	completedRetention time.Duration
 	deadRetention      time.Duration
 	eventRetention     time.Duration
+	retentionInterval  time.Duration
 	shutdownTimeout    time.Duration
 }
 
@@ -114,6 +115,7 @@ OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI
 	flags.DurationVar(&f.completedRetention, "completed-retention", jobs.CompletedRetentionDefault, "keep delivered deliveries this long")
 	flags.DurationVar(&f.deadRetention, "dead-retention", jobs.DeadRetentionDefault, "keep dead and cancelled deliveries this long")
 	flags.DurationVar(&f.eventRetention, "event-retention", jobs.EventRetentionDefault, "keep events this long, and then until all their deliveries are final")
+	flags.DurationVar(&f.retentionInterval, "retention-interval", jobs.RetentionIntervalDefault, "how often one daemon drops partitions of outbox.events past --event-retention and makes new ones ahead")
 	flags.DurationVar(&f.shutdownTimeout, "shutdown-timeout", jobs.ShutdownTimeoutDefault, "on SIGTERM, how long in-flight deliveries may finish before they are handed back")
 	a.bindEnv(flags, "http-addr", "OUTBOXD_HTTP_ADDR")
 	a.bindEnv(flags, "redis-url", "OUTBOXD_REDIS_URL")
@@ -251,6 +253,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		CompletedRetention:   f.completedRetention,
 		DeadRetention:        f.deadRetention,
 		EventRetention:       f.eventRetention,
+		RetentionInterval:    f.retentionInterval,
 		Redis:                redisClient,
 	})
 	if err != nil {

@@ -138,7 +138,7 @@ ORDER BY e.id DESC
 LIMIT @max;
 
 -- name: EventPartitions :many
--- outbox.events' day partitions, oldest first (not the DEFAULT partition).
+-- outbox.events' partitions, oldest first (not the DEFAULT partition).
 SELECT c.relname::text AS name,
     ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1])::timestamptz AS from_time,
     ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1])::timestamptz AS to_time
@@ -147,9 +147,10 @@ JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'outbox.events'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
 ORDER BY from_time;
 
--- name: EventPartitionCreate :one
--- Makes the partition of one UTC day unless it exists; true when it made it.
-SELECT outbox.events_partition_create(@day::date)::boolean AS created;
+-- name: EventPartitionsEnsure :many
+-- Makes the partitions every moment of [from_time, to_time] needs that are
+-- missing, and returns their names.
+SELECT p::text AS name FROM outbox.events_partitions_ensure(@from_time::timestamptz, @to_time::timestamptz) AS p;
 
 -- name: EventPartitionBlocked :one
 -- What keeps a partition of [from_time, to_time) from being dropped: events not

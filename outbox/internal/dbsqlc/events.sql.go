@@ -9,8 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const eventBacklog = `-- name: EventBacklog :one
@@ -382,18 +380,6 @@ func (q *Queries) EventPartitionBlocked(ctx context.Context, db DBTX, arg *Event
 	return &i, err
 }
 
-const eventPartitionCreate = `-- name: EventPartitionCreate :one
-SELECT outbox.events_partition_create($1::date)::boolean AS created
-`
-
-// Makes the partition of one UTC day unless it exists; true when it made it.
-func (q *Queries) EventPartitionCreate(ctx context.Context, db DBTX, day pgtype.Date) (bool, error) {
-	row := db.QueryRow(ctx, eventPartitionCreate, day)
-	var created bool
-	err := row.Scan(&created)
-	return created, err
-}
-
 const eventPartitionDrop = `-- name: EventPartitionDrop :exec
 SELECT outbox.events_partition_drop($1::text)
 `
@@ -421,7 +407,7 @@ type EventPartitionsRow struct {
 	ToTime   time.Time
 }
 
-// outbox.events' day partitions, oldest first (not the DEFAULT partition).
+// outbox.events' partitions, oldest first (not the DEFAULT partition).
 func (q *Queries) EventPartitions(ctx context.Context, db DBTX) ([]*EventPartitionsRow, error) {
 	rows, err := db.Query(ctx, eventPartitions)
 	if err != nil {
@@ -435,6 +421,37 @@ func (q *Queries) EventPartitions(ctx context.Context, db DBTX) ([]*EventPartiti
 			return nil, err
 		}
 		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const eventPartitionsEnsure = `-- name: EventPartitionsEnsure :many
+SELECT p::text AS name FROM outbox.events_partitions_ensure($1::timestamptz, $2::timestamptz) AS p
+`
+
+type EventPartitionsEnsureParams struct {
+	FromTime time.Time
+	ToTime   time.Time
+}
+
+// Makes the partitions every moment of [from_time, to_time] needs that are
+// missing, and returns their names.
+func (q *Queries) EventPartitionsEnsure(ctx context.Context, db DBTX, arg *EventPartitionsEnsureParams) ([]string, error) {
+	rows, err := db.Query(ctx, eventPartitionsEnsure, arg.FromTime, arg.ToTime)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		items = append(items, name)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type OutboxRiverJobState string
@@ -156,9 +158,10 @@ type OutboxRiverJob struct {
 }
 
 type OutboxSetting struct {
-	Singleton       bool
-	MaxPayloadBytes int32
-	EventIDTag      string
+	Singleton              bool
+	MaxPayloadBytes        int32
+	EventIDTag             string
+	EventPartitionInterval pgtype.Interval
 }
 
 type OutboxSubscription struct {

@@ -24,13 +24,18 @@ func (q *Queries) BackendPID(ctx context.Context, db DBTX) (int32, error) {
 }
 
 const settingsGet = `-- name: SettingsGet :one
-SELECT singleton, max_payload_bytes, event_id_tag FROM outbox.settings
+SELECT singleton, max_payload_bytes, event_id_tag, event_partition_interval FROM outbox.settings
 `
 
 func (q *Queries) SettingsGet(ctx context.Context, db DBTX) (*OutboxSetting, error) {
 	row := db.QueryRow(ctx, settingsGet)
 	var i OutboxSetting
-	err := row.Scan(&i.Singleton, &i.MaxPayloadBytes, &i.EventIDTag)
+	err := row.Scan(
+		&i.Singleton,
+		&i.MaxPayloadBytes,
+		&i.EventIDTag,
+		&i.EventPartitionInterval,
+	)
 	return &i, err
 }
 
