@@ -219,13 +219,51 @@ type DeliveryTarget struct {
 // DeliveryTarget loads a delivery's subscription, event and active secrets in one
 // query. It returns ErrNotFound when the subscription no longer exists.
 func (s *Store) DeliveryTarget(ctx context.Context, eventID, subscriptionID string) (*DeliveryTarget, error) {
-	row, err := s.queries.DeliveryTarget(ctx, s.on(s.db), &dbsqlc.DeliveryTargetParams{
-		EventID:        eventID,
-		SubscriptionID: subscriptionID,
-	})
+	targets, errs, err := s.DeliveryTargets(ctx, []DeliveryKey{{EventID: eventID, SubscriptionID: subscriptionID}})
 	if err != nil {
-		return nil, translateError("load delivery", err)
+		return nil, err
 	}
+	return targets[0], errs[0]
+}
+
+// DeliveryKey names one delivery: an event for a subscription.
+type DeliveryKey struct {
+	EventID        string
+	SubscriptionID string
+}
+
+// DeliveryTargets is DeliveryTarget for many deliveries in one round trip. It
+// returns, for each key, the target or the error DeliveryTarget would have
+// returned (ErrNotFound when the subscription no longer exists); err is set
+// only when the lookup itself failed.
+func (s *Store) DeliveryTargets(ctx context.Context, keys []DeliveryKey) (targets []*DeliveryTarget, errs []error, err error) {
+	params := &dbsqlc.DeliveryTargetsParams{
+		EventIds:        make([]string, len(keys)),
+		SubscriptionIds: make([]string, len(keys)),
+	}
+	for i, key := range keys {
+		params.EventIds[i], params.SubscriptionIds[i] = key.EventID, key.SubscriptionID
+	}
+	rows, err := s.queries.DeliveryTargets(ctx, s.on(s.db), params)
+	if err != nil {
+		return nil, nil, translateError("load deliveries", err)
+	}
+	targets = make([]*DeliveryTarget, len(keys))
+	errs = make([]error, len(keys))
+	for i := range errs {
+		errs[i] = ErrNotFound
+	}
+	for _, row := range rows {
+		i := int(row.N) - 1
+		if i < 0 || i >= len(keys) {
+			continue
+		}
+		targets[i], errs[i] = s.deliveryTargetFromRow(row)
+	}
+	return targets, errs, nil
+}
+
+func (s *Store) deliveryTargetFromRow(row *dbsqlc.DeliveryTargetsRow) (*DeliveryTarget, error) {
 	headers, err := s.openHeaders(row.SubscriptionID, row.Headers, row.HeadersKeyID, row.HeadersCiphertext)
 	if err != nil {
 		return nil, err

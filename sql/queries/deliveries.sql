@@ -1,7 +1,12 @@
--- name: DeliveryTarget :one
--- Everything one delivery attempt needs, in one round trip: the subscription, the
--- event (NULL columns when it no longer exists) and the secrets that sign right now.
+-- name: DeliveryTargets :many
+-- Everything the attempts of many deliveries need, in one round trip: for each
+-- (event, subscription) the subscription, the event (empty columns when it no
+-- longer exists) and the secrets that sign right now. The delivery worker
+-- gathers the attempts that start while a lookup is under way and loads them
+-- together. n is each request's position (1-based) in the arrays; a request
+-- whose subscription no longer exists has no row.
 SELECT
+    r.n::integer AS n,
     s.id AS subscription_id,
     s.url,
     s.enabled,
@@ -38,17 +43,17 @@ SELECT
         FROM outbox.subscription_secrets AS ss
         WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
     ), '{}')::bytea[] AS secret_ciphertexts
-FROM outbox.subscriptions AS s
+FROM unnest(@event_ids::text[]) WITH ORDINALITY AS r(event_id, n)
+JOIN outbox.subscriptions AS s ON s.id = (@subscription_ids::text[])[r.n]
 LEFT JOIN LATERAL (
     SELECT * FROM outbox.events AS n
-    WHERE n.id = outbox.event_seq(@event_id::text)
-        AND n.created_at >= outbox.event_time(@event_id::text)
-        AND n.created_at < outbox.event_time(@event_id::text) + interval '1 millisecond'
+    WHERE n.id = outbox.event_seq(r.event_id)
+        AND n.created_at >= outbox.event_time(r.event_id)
+        AND n.created_at < outbox.event_time(r.event_id) + interval '1 millisecond'
     UNION ALL
-    SELECT * FROM outbox.events AS l WHERE l.legacy_event_id = @event_id::text
+    SELECT * FROM outbox.events AS l WHERE l.legacy_event_id = r.event_id
     LIMIT 1
-) AS e ON true
-WHERE s.id = @subscription_id;
+) AS e ON true;
 
 -- name: DeliveryList :many
 -- Newest first. The filters run on River's job rows: the subscription has an index

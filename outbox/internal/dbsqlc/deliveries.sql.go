@@ -227,8 +227,9 @@ func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListPa
 	return items, nil
 }
 
-const deliveryTarget = `-- name: DeliveryTarget :one
+const deliveryTargets = `-- name: DeliveryTargets :many
 SELECT
+    r.n::integer AS n,
     s.id AS subscription_id,
     s.url,
     s.enabled,
@@ -265,25 +266,26 @@ SELECT
         FROM outbox.subscription_secrets AS ss
         WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
     ), '{}')::bytea[] AS secret_ciphertexts
-FROM outbox.subscriptions AS s
+FROM unnest($1::text[]) WITH ORDINALITY AS r(event_id, n)
+JOIN outbox.subscriptions AS s ON s.id = ($2::text[])[r.n]
 LEFT JOIN LATERAL (
     SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS n
-    WHERE n.id = outbox.event_seq($1::text)
-        AND n.created_at >= outbox.event_time($1::text)
-        AND n.created_at < outbox.event_time($1::text) + interval '1 millisecond'
+    WHERE n.id = outbox.event_seq(r.event_id)
+        AND n.created_at >= outbox.event_time(r.event_id)
+        AND n.created_at < outbox.event_time(r.event_id) + interval '1 millisecond'
     UNION ALL
-    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS l WHERE l.legacy_event_id = $1::text
+    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS l WHERE l.legacy_event_id = r.event_id
     LIMIT 1
 ) AS e ON true
-WHERE s.id = $2
 `
 
-type DeliveryTargetParams struct {
-	EventID        string
-	SubscriptionID string
+type DeliveryTargetsParams struct {
+	EventIds        []string
+	SubscriptionIds []string
 }
 
-type DeliveryTargetRow struct {
+type DeliveryTargetsRow struct {
+	N                          int32
 	SubscriptionID             string
 	Url                        string
 	Enabled                    bool
@@ -310,38 +312,56 @@ type DeliveryTargetRow struct {
 	SecretCiphertexts          [][]byte
 }
 
-// Everything one delivery attempt needs, in one round trip: the subscription, the
-// event (NULL columns when it no longer exists) and the secrets that sign right now.
-func (q *Queries) DeliveryTarget(ctx context.Context, db DBTX, arg *DeliveryTargetParams) (*DeliveryTargetRow, error) {
-	row := db.QueryRow(ctx, deliveryTarget, arg.EventID, arg.SubscriptionID)
-	var i DeliveryTargetRow
-	err := row.Scan(
-		&i.SubscriptionID,
-		&i.Url,
-		&i.Enabled,
-		&i.Headers,
-		&i.HeadersKeyID,
-		&i.HeadersCiphertext,
-		&i.RetryScheduleMs,
-		&i.RateLimitPerSecond,
-		&i.MaxInFlight,
-		&i.Ordering,
-		&i.OnDead,
-		&i.FailureStreak,
-		&i.SubscriptionOrganizationID,
-		&i.CircuitWaitSeconds,
-		&i.EventFound,
-		&i.EventSeq,
-		&i.EventID,
-		&i.Type,
-		&i.OrganizationID,
-		&i.AgentID,
-		&i.Payload,
-		&i.CreatedAt,
-		&i.SecretKeyIds,
-		&i.SecretCiphertexts,
-	)
-	return &i, err
+// Everything the attempts of many deliveries need, in one round trip: for each
+// (event, subscription) the subscription, the event (empty columns when it no
+// longer exists) and the secrets that sign right now. The delivery worker
+// gathers the attempts that start while a lookup is under way and loads them
+// together. n is each request's position (1-based) in the arrays; a request
+// whose subscription no longer exists has no row.
+func (q *Queries) DeliveryTargets(ctx context.Context, db DBTX, arg *DeliveryTargetsParams) ([]*DeliveryTargetsRow, error) {
+	rows, err := db.Query(ctx, deliveryTargets, arg.EventIds, arg.SubscriptionIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*DeliveryTargetsRow
+	for rows.Next() {
+		var i DeliveryTargetsRow
+		if err := rows.Scan(
+			&i.N,
+			&i.SubscriptionID,
+			&i.Url,
+			&i.Enabled,
+			&i.Headers,
+			&i.HeadersKeyID,
+			&i.HeadersCiphertext,
+			&i.RetryScheduleMs,
+			&i.RateLimitPerSecond,
+			&i.MaxInFlight,
+			&i.Ordering,
+			&i.OnDead,
+			&i.FailureStreak,
+			&i.SubscriptionOrganizationID,
+			&i.CircuitWaitSeconds,
+			&i.EventFound,
+			&i.EventSeq,
+			&i.EventID,
+			&i.Type,
+			&i.OrganizationID,
+			&i.AgentID,
+			&i.Payload,
+			&i.CreatedAt,
+			&i.SecretKeyIds,
+			&i.SecretCiphertexts,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const recoveryMissedEvents = `-- name: RecoveryMissedEvents :many
