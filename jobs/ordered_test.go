@@ -260,6 +260,14 @@ func TestOrderedSweepResumesAStalledLine(t *testing.T) {
 		}
 		return headDelivery != nil
 	}, 10*time.Second, 10*time.Millisecond)
+	// The relay may claim the second event after the head is already in flight:
+	// until it is fanned out, waiting in the line behind the head, there is no line
+	// for the sweep to find (and its fan-out would promote the line by itself).
+	require.Eventually(t, func() bool {
+		list, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{SubscriptionID: sub.ID, EventID: next.ID, State: outbox.DeliveryPending})
+		require.NoError(t, err)
+		return len(list) == 1
+	}, 10*time.Second, 10*time.Millisecond)
 
 	n, err := b.store.OrderedSweep(b.ctx)
 	require.NoError(t, err)
