@@ -117,15 +117,17 @@ func (w *deliveryWorker) succeeded(ctx context.Context, target *outbox.DeliveryT
 	}
 }
 
-// failed counts a failed attempt against the subscription's circuit and reports
-// whether the subscription has now been disabled for failing too long.
-func (w *deliveryWorker) failed(ctx context.Context, target *outbox.DeliveryTarget, cause error) bool {
-	outcome, err := w.store.SubscriptionFailure(context.WithoutCancel(ctx), target.SubscriptionID, &w.config.Circuit, cause.Error())
+// failed counts a failed attempt against the subscription's circuit (probe: the
+// attempt was the open circuit's probe) and reports whether the subscription has
+// now been disabled for failing too long.
+func (w *deliveryWorker) failed(ctx context.Context, target *outbox.DeliveryTarget, probe bool, cause error) bool {
+	outcome, err := w.store.SubscriptionFailure(context.WithoutCancel(ctx), target.SubscriptionID, &w.config.Circuit,
+		&outbox.AttemptFailure{Probe: probe, Error: cause.Error()})
 	if err != nil {
 		w.logger.WarnContext(ctx, "record failure", slog.String("subscription_id", target.SubscriptionID), slog.String("error", err.Error()))
 		return false
 	}
-	if outcome.Streak == w.config.Circuit.Threshold && outcome.OpenUntil != nil {
+	if outcome.Opened {
 		w.metrics.CircuitsOpened.Inc()
 		w.logger.WarnContext(ctx, "circuit opened: deliveries held back",
 			slog.String("subscription_id", target.SubscriptionID), slog.Int("failures", outcome.Streak),

@@ -292,9 +292,9 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			return w.deferRun("rate_limit", max(wait, 10*time.Millisecond))
 		}
 	}
+	probe := false // this attempt is the open circuit's probe
 	if target.CircuitOpen {
-		probe, err := w.store.CircuitProbeTake(ctx, target.SubscriptionID, w.config.probeWindow())
-		if err != nil {
+		if probe, err = w.store.CircuitProbeTake(ctx, target.SubscriptionID, w.config.probeWindow()); err != nil {
 			return err
 		}
 		if !probe {
@@ -330,7 +330,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			return err
 		}
 		requestErr := fmt.Errorf("POST %s: %s: %w", target.URL, attempt.ErrorClass, err)
-		if w.failed(ctx, target, requestErr) && !ordered(job) {
+		if w.failed(ctx, target, probe, requestErr) && !ordered(job) {
 			return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", requestErr, target.SubscriptionID))
 		}
 		return w.retryLater(ctx, job, target, 0, requestErr)
@@ -377,7 +377,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 		}
 		return w.cancel(fmt.Errorf("%w; subscription %s disabled", statusErr, target.SubscriptionID))
 	}
-	if w.failed(ctx, target, statusErr) && !ordered(job) {
+	if w.failed(ctx, target, probe, statusErr) && !ordered(job) {
 		return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", statusErr, target.SubscriptionID))
 	}
 	return w.retryLater(ctx, job, target, parseRetryAfter(resp.Header.Get("Retry-After"), w.now()), statusErr)
