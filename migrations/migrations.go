@@ -300,9 +300,17 @@ func (m *Migrator) own(ctx context.Context, op func(*migrate.Migrate) error) ([]
 	if err != nil && !errors.Is(err, migrate.ErrNilVersion) {
 		return nil, fmt.Errorf("read outboxd version: %w", err)
 	}
+	// The versions between the two, of those that exist: numbers may have gaps
+	// (golang-migrate steps from one file to the next).
+	versions, err := ownVersions()
+	if err != nil {
+		return nil, err
+	}
 	var changed []int
-	for v := min(before, after) + 1; v <= max(before, after); v++ {
-		changed = append(changed, int(v)) //nolint:gosec // small versions
+	for _, v := range versions {
+		if v > int(min(before, after)) && v <= int(max(before, after)) { //nolint:gosec // small versions
+			changed = append(changed, v)
+		}
 	}
 	if after < before {
 		// Report a rollback from the top down.
@@ -315,23 +323,34 @@ func (m *Migrator) own(ctx context.Context, op func(*migrate.Migrate) error) ([]
 }
 
 func latestOwnVersion() (int, error) {
+	versions, err := ownVersions()
+	if err != nil {
+		return 0, err
+	}
+	return versions[len(versions)-1], nil
+}
+
+// ownVersions lists outboxd's embedded migration versions, in order.
+func ownVersions() ([]int, error) {
 	source, err := iofs.New(files, ".")
 	if err != nil {
-		return 0, fmt.Errorf("read embedded migrations: %w", err)
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
 	defer source.Close()
 	v, err := source.First()
 	if err != nil {
-		return 0, fmt.Errorf("read embedded migrations: %w", err)
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
+	versions := []int{int(v)}
 	for {
 		next, err := source.Next(v)
 		if errors.Is(err, fs.ErrNotExist) {
-			return int(v), nil
+			return versions, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("read embedded migrations: %w", err)
+			return nil, fmt.Errorf("read embedded migrations: %w", err)
 		}
+		versions = append(versions, int(next))
 		v = next
 	}
 }

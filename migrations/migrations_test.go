@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,24 +49,51 @@ func schemaExists(ctx context.Context, t *testing.T, schema string) bool {
 	return ok
 }
 
-// upTo returns 1..n, the versions a fresh Up applies.
-// outboxdLatest is the newest outboxd migration in this directory; versions are
-// numbered 1, 2, … without gaps.
-func outboxdLatest(t *testing.T) int {
+// ownVersions are outboxd's migration versions in this directory, in order.
+// Numbers may have gaps: golang-migrate steps from one file to the next.
+func ownVersions(t *testing.T) []int {
 	t.Helper()
 	ups, err := filepath.Glob("*.up.sql")
 	require.NoError(t, err)
 	require.NotEmpty(t, ups)
-	return len(ups)
+	versions := make([]int, len(ups))
+	for i, name := range ups {
+		versions[i], err = strconv.Atoi(name[:strings.IndexByte(name, '_')])
+		require.NoError(t, err, name)
+	}
+	slices.Sort(versions)
+	return versions
 }
 
-// downFrom lists versions n, n-1, …, 1: the order Down removes them in.
-func downFrom(n int) []int {
-	versions := upTo(n)
+// outboxdLatest is the newest outboxd migration in this directory.
+func outboxdLatest(t *testing.T) int {
+	t.Helper()
+	versions := ownVersions(t)
+	return versions[len(versions)-1]
+}
+
+// ownUpTo lists outboxd's versions up to n: the ones a fresh Up applies.
+func ownUpTo(t *testing.T, n int) []int {
+	t.Helper()
+	var versions []int
+	for _, v := range ownVersions(t) {
+		if v <= n {
+			versions = append(versions, v)
+		}
+	}
+	return versions
+}
+
+// ownDownFrom lists outboxd's versions n and below, from the top: the order
+// Down removes them in.
+func ownDownFrom(t *testing.T, n int) []int {
+	t.Helper()
+	versions := ownUpTo(t, n)
 	slices.Reverse(versions)
 	return versions
 }
 
+// upTo returns 1..n, River's versions up to n.
 func upTo(n int) []int {
 	versions := make([]int, n)
 	for i := range versions {
@@ -125,7 +154,7 @@ func TestUp(t *testing.T) {
 		require.True(t, schemaExists(b.ctx, t, b.schema), "Up creates the schema")
 		require.Positive(t, res.RiverLatest)
 		require.Equal(t, upTo(res.RiverLatest), res.River, "every River version, in order")
-		require.Equal(t, upTo(res.OutboxdLatest), res.Outboxd)
+		require.Equal(t, ownUpTo(t, res.OutboxdLatest), res.Outboxd)
 		require.Equal(t, outboxdLatest(t), res.OutboxdLatest)
 		require.Equal(t, res.RiverLatest, res.RiverCurrent)
 		require.Equal(t, res.OutboxdLatest, res.OutboxdCurrent)
@@ -196,7 +225,7 @@ func TestUp(t *testing.T) {
 
 		// One of them applied everything, the other nothing.
 		applied := len(results[0].Outboxd) + len(results[1].Outboxd)
-		require.Equal(t, outboxdLatest(t), applied)
+		require.Equal(t, len(ownVersions(t)), applied)
 		require.Equal(t, results[0].RiverLatest, len(results[0].River)+len(results[1].River))
 		for _, res := range results {
 			require.True(t, res.UpToDate())
@@ -351,7 +380,7 @@ func TestDown(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []int{b.up.OutboxdLatest}, res.Outboxd)
 		require.Empty(t, res.River, "River is left alone")
-		require.Equal(t, b.up.OutboxdLatest-1, res.OutboxdCurrent)
+		require.Equal(t, ownDownFrom(t, b.up.OutboxdLatest)[1], res.OutboxdCurrent)
 		require.Equal(t, b.up.RiverLatest, res.RiverCurrent)
 		require.False(t, res.UpToDate())
 		require.True(t, exists(b.ctx, t, b.schema+".events"), "older migrations stay")
@@ -372,9 +401,9 @@ func TestDown(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: len(ownVersions(t))})
 		require.NoError(t, err)
-		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, ownDownFrom(t, b.up.OutboxdLatest), res.Outboxd)
 		require.Empty(t, res.River, "River is left alone")
 		for _, table := range []string{"events", "subscriptions", "subscription_secrets", "settings", "deliveries"} {
 			require.False(t, exists(b.ctx, t, b.schema+"."+table), table)
@@ -391,7 +420,7 @@ func TestDown(t *testing.T) {
 
 		res, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
-		require.Equal(t, upTo(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, ownUpTo(t, b.up.OutboxdLatest), res.Outboxd)
 		require.Empty(t, res.River)
 		require.True(t, res.UpToDate())
 		require.True(t, exists(b.ctx, t, b.schema+".events"))
@@ -401,9 +430,9 @@ func TestDown(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: len(ownVersions(t))})
 		require.NoError(t, err)
-		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, ownDownFrom(t, b.up.OutboxdLatest), res.Outboxd)
 		require.Zero(t, res.OutboxdCurrent)
 
 		// Nothing left to roll back: an error, and nothing changes.
@@ -421,7 +450,7 @@ func TestDown(t *testing.T) {
 		b := setup(t)
 		res, err := b.migrator.Down(b.ctx, &migrations.DownOpts{All: true})
 		require.NoError(t, err)
-		require.Equal(t, downFrom(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, ownDownFrom(t, b.up.OutboxdLatest), res.Outboxd)
 		require.ElementsMatch(t, upTo(b.up.RiverLatest), res.River, "every River version is removed")
 		require.Zero(t, res.RiverCurrent)
 		require.Zero(t, res.OutboxdCurrent)
@@ -440,7 +469,7 @@ func TestDown(t *testing.T) {
 		res, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
 		require.Equal(t, upTo(b.up.RiverLatest), res.River)
-		require.Equal(t, upTo(b.up.OutboxdLatest), res.Outboxd)
+		require.Equal(t, ownUpTo(t, b.up.OutboxdLatest), res.Outboxd)
 		require.True(t, res.UpToDate())
 	})
 
@@ -453,7 +482,7 @@ func TestDown(t *testing.T) {
 		event, err := store.Publish(b.ctx, &outbox.PublishParams{Type: "agent.step.completed"})
 		require.NoError(t, err)
 
-		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: b.up.OutboxdLatest})
+		_, err = b.migrator.Down(b.ctx, &migrations.DownOpts{Steps: len(ownVersions(t))})
 		require.NoError(t, err)
 		_, err = b.migrator.Up(b.ctx)
 		require.NoError(t, err)
