@@ -122,7 +122,7 @@ func (w *deliveryWorker) succeeded(ctx context.Context, target *outbox.DeliveryT
 // now been disabled for failing too long.
 func (w *deliveryWorker) failed(ctx context.Context, target *outbox.DeliveryTarget, probe bool, cause error) bool {
 	outcome, err := w.store.SubscriptionFailure(context.WithoutCancel(ctx), target.SubscriptionID, &w.config.Circuit,
-		&outbox.AttemptFailure{Probe: probe, Error: cause.Error()})
+		&outbox.AttemptFailure{Probe: probe, Error: attemptWhy(cause)}) // the reason goes with the subscription and its URL
 	if err != nil {
 		w.logger.WarnContext(ctx, "record failure", slog.String("subscription_id", target.SubscriptionID), slog.String("error", err.Error()))
 		return false
@@ -131,7 +131,7 @@ func (w *deliveryWorker) failed(ctx context.Context, target *outbox.DeliveryTarg
 		w.metrics.CircuitsOpened.Inc()
 		w.logger.WarnContext(ctx, "circuit opened: deliveries held back",
 			slog.String("subscription_id", target.SubscriptionID), slog.Int("failures", outcome.Streak),
-			slog.Time("until", *outcome.OpenUntil), slog.String("last_error", cause.Error()))
+			slog.Time("until", *outcome.OpenUntil), slog.String("last_error", attemptWhy(cause)))
 	}
 	if outcome.Disabled {
 		w.metrics.SubscriptionsDisabled.WithLabelValues("failing").Inc()
