@@ -98,7 +98,7 @@ func (w *deliveryWorker) orderedFinish(ctx context.Context, job *river.Job[Deliv
 		return w.store.OrderedFinishTx(ctx, tx, job.Args.AgentID, job.ID)
 	})
 	if err != nil {
-		// The sweep promotes the line within a minute.
+		// The sweep promotes the line within two minutes.
 		w.logger.WarnContext(ctx, "make the next ordered delivery due", slog.Int64("delivery_id", job.ID), slog.String("error", err.Error()))
 	}
 }

@@ -87,6 +87,11 @@ type Config struct {
 	// (outbox.WakeChannel) after committing. Optional: without it, or while it is
 	// down, the relay polls.
 	Redis *redis.Client
+
+	// orderedSweepInterval and pruneInterval replace the periodic jobs'
+	// intervals in tests.
+	orderedSweepInterval time.Duration
+	pruneInterval        time.Duration
 }
 
 // Daemon is one outboxd worker process's machinery: the relay and River's fan-out
@@ -99,6 +104,11 @@ type Daemon struct {
 	client   *river.Client[pgx.Tx]
 	relay    *Relay
 	delivery *deliveryWorker
+
+	// sweepGate and pruneGate run the ordered sweep and event pruning only
+	// when there are ordered lines waiting and events old enough to prune.
+	sweepGate *periodicGate
+	pruneGate *periodicGate
 }
 
 // NewDaemon builds a daemon on pool. Call Start to run it.
@@ -138,6 +148,12 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	if c.EventRetention <= 0 {
 		c.EventRetention = EventRetentionDefault
 	}
+	if c.orderedSweepInterval <= 0 {
+		c.orderedSweepInterval = orderedSweepInterval
+	}
+	if c.pruneInterval <= 0 {
+		c.pruneInterval = pruneInterval
+	}
 	deliveryTimeout := c.Delivery.jobTimeout()
 	if c.RescueStuckJobsAfter <= 0 {
 		c.RescueStuckJobsAfter = deliveryTimeout + rescueMarginDefault
@@ -153,6 +169,10 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	}
 
 	d := &Daemon{config: c, logger: c.Logger, pool: pool}
+	d.sweepGate = newPeriodicGate(c.Store.OrderedLinesWaiting)
+	d.pruneGate = newPeriodicGate(func(ctx context.Context) (bool, error) {
+		return c.Store.EventsPruneDue(ctx, time.Now().Add(-c.EventRetention))
+	})
 	d.delivery = newDeliveryWorker(c.Delivery, c.Logger, pool, c.Store, c.Guard, c.Metrics, c.DeliveryWorkers)
 
 	workers := river.NewWorkers()
@@ -175,12 +195,11 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
 		},
 		Workers: workers,
+		// Each runs only when it has something to look at (periodicGate).
 		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(pruneInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
+			river.NewPeriodicJob(river.PeriodicInterval(c.pruneInterval), d.pruneGate.constructor(PruneArgs{}),
 				&river.PeriodicJobOpts{ID: "outboxd.prune_events", RunOnStart: true}),
-			river.NewPeriodicJob(river.PeriodicInterval(orderedSweepInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return OrderedSweepArgs{}, nil },
+			river.NewPeriodicJob(river.PeriodicInterval(c.orderedSweepInterval), d.sweepGate.constructor(OrderedSweepArgs{}),
 				&river.PeriodicJobOpts{ID: "outboxd.ordered_sweep"}),
 		},
 		FetchCooldown:               c.FetchCooldown,
@@ -212,7 +231,11 @@ func (d *Daemon) Relay() *Relay { return d.relay }
 // ctx does not (River would take a cancelled start context as a hard stop and
 // interrupt in-flight deliveries).
 func (d *Daemon) Start(ctx context.Context) error {
+	d.sweepGate.start(ctx)
+	d.pruneGate.start(ctx)
 	if err := d.client.Start(context.WithoutCancel(ctx)); err != nil {
+		d.sweepGate.stop()
+		d.pruneGate.stop()
 		return fmt.Errorf("start river: %w", err)
 	}
 	if err := d.relay.Start(ctx); err != nil {
@@ -237,6 +260,8 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		d.redis.stop()
 	}
 	d.relay.Stop()
+	defer d.sweepGate.stop()
+	defer d.pruneGate.stop()
 	err := d.client.Stop(ctx)
 	if err == nil {
 		d.logger.InfoContext(ctx, "daemon stopped")

@@ -14,7 +14,8 @@ import (
 // are final.
 const EventRetentionDefault = 7 * 24 * time.Hour
 
-// pruneInterval is how often the leader daemon prunes events.
+// pruneInterval is how often the leader daemon prunes events, while the oldest
+// event is older than the retention (periodicGate).
 const pruneInterval = 10 * time.Minute
 
 // pruneBatch is how many events one delete removes.

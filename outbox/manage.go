@@ -470,6 +470,16 @@ func (s *Store) EventsPrune(ctx context.Context, before time.Time, limit int) (i
 	return n, nil
 }
 
+// EventsPruneDue reports whether any event was created before before, so that
+// EventsPrune may have work: it looks only at the oldest event.
+func (s *Store) EventsPruneDue(ctx context.Context, before time.Time) (bool, error) {
+	due, err := s.queries.EventsPruneDue(ctx, s.on(s.db), before)
+	if err != nil {
+		return false, translateError("look for old events", err)
+	}
+	return due, nil
+}
+
 // RateLimitTake takes one delivery slot of a rate-limited subscription. When none
 // is free it returns false and how long until one is.
 func (s *Store) RateLimitTake(ctx context.Context, subscriptionID string) (bool, time.Duration, error) {

@@ -85,6 +85,11 @@ WHERE (sqlc.narg(organization_id)::text IS NULL OR organization_id = sqlc.narg(o
 ORDER BY id DESC
 LIMIT @max;
 
+-- name: EventsPruneDue :one
+-- Whether the oldest event (by position, which follows creation) was created
+-- before @before: if not, a prune has nothing to look at. One index probe.
+SELECT coalesce((SELECT e.created_at < @before FROM outbox.events AS e ORDER BY e.id LIMIT 1), false)::boolean AS due;
+
 -- name: EventsPrune :execrows
 -- Retention: deletes up to @max events created before @before whose deliveries
 -- are all final (delivered, dead or cancelled), oldest first. Events still waiting

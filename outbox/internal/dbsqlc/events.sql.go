@@ -298,6 +298,19 @@ func (q *Queries) EventsPrune(ctx context.Context, db DBTX, arg *EventsPrunePara
 	return result.RowsAffected(), nil
 }
 
+const eventsPruneDue = `-- name: EventsPruneDue :one
+SELECT coalesce((SELECT e.created_at < $1 FROM outbox.events AS e ORDER BY e.id LIMIT 1), false)::boolean AS due
+`
+
+// Whether the oldest event (by position, which follows creation) was created
+// before @before: if not, a prune has nothing to look at. One index probe.
+func (q *Queries) EventsPruneDue(ctx context.Context, db DBTX, before time.Time) (bool, error) {
+	row := db.QueryRow(ctx, eventsPruneDue, before)
+	var due bool
+	err := row.Scan(&due)
+	return due, err
+}
+
 const wake = `-- name: Wake :exec
 SELECT outbox.wake()
 `
