@@ -88,6 +88,12 @@ type Config struct {
 	// down, the relay polls.
 	Redis *redis.Client
 
+	// OutageReminder is how often a database outage is reported again while it
+	// lasts. It is reported once when it starts and once when it ends, with how
+	// long it lasted; the errors it causes meanwhile are counted, not logged.
+	// Defaults to 1 minute.
+	OutageReminder time.Duration
+
 	// orderedSweepInterval and pruneInterval replace the periodic jobs'
 	// intervals in tests.
 	orderedSweepInterval time.Duration
@@ -104,6 +110,7 @@ type Daemon struct {
 	client   *river.Client[pgx.Tx]
 	relay    *Relay
 	delivery *deliveryWorker
+	health   *dbHealth
 
 	// sweepGate and pruneGate run the ordered sweep and event pruning only
 	// when there are ordered lines waiting and events old enough to prune.
@@ -169,6 +176,10 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	}
 
 	d := &Daemon{config: c, logger: c.Logger, pool: pool}
+	d.health = newDBHealth(c.Logger, pool.Ping, c.OutageReminder)
+	// The daemon's parts log through the outage reports; its own lines (start,
+	// stop) and the reports themselves do not.
+	c.Logger = slog.New(&outageLogHandler{Handler: c.Logger.Handler(), health: d.health})
 	d.sweepGate = newPeriodicGate(c.Store.OrderedLinesWaiting)
 	d.pruneGate = newPeriodicGate(func(ctx context.Context) (bool, error) {
 		return c.Store.EventsPruneDue(ctx, time.Now().Add(-c.EventRetention))
@@ -189,7 +200,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: c.Store.Schema(),
-		Logger: slog.New(&minLevelHandler{Handler: c.Logger.Handler(), min: slog.LevelWarn}),
+		Logger: slog.New(d.QuietDuringOutage(&minLevelHandler{Handler: d.logger.Handler(), min: slog.LevelWarn})),
 		Queues: map[string]river.QueueConfig{
 			QueueFanout:   {MaxWorkers: c.FanoutWorkers},
 			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
@@ -214,9 +225,11 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	d.client = client
-	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Delivery.RetrySchedule, c.Metrics)
+	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Delivery.RetrySchedule, c.Metrics, d.health)
+	d.health.recovered = d.relay.Wake // it may be waiting out a backoff
 	if c.Redis != nil {
-		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, c.Logger)
+		// Not through the outage reports: Redis's connection errors are not Postgres's.
+		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, d.logger)
 	}
 	return d, nil
 }
@@ -231,11 +244,13 @@ func (d *Daemon) Relay() *Relay { return d.relay }
 // ctx does not (River would take a cancelled start context as a hard stop and
 // interrupt in-flight deliveries).
 func (d *Daemon) Start(ctx context.Context) error {
+	d.health.start(ctx)
 	d.sweepGate.start(ctx)
 	d.pruneGate.start(ctx)
 	if err := d.client.Start(context.WithoutCancel(ctx)); err != nil {
 		d.sweepGate.stop()
 		d.pruneGate.stop()
+		d.health.stop()
 		return fmt.Errorf("start river: %w", err)
 	}
 	if err := d.relay.Start(ctx); err != nil {
@@ -260,6 +275,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		d.redis.stop()
 	}
 	d.relay.Stop()
+	defer d.health.stop()
 	defer d.sweepGate.stop()
 	defer d.pruneGate.stop()
 	err := d.client.Stop(ctx)
@@ -304,6 +320,15 @@ func (d *Daemon) Degraded(context.Context) []string {
 		}
 	}
 	return nil
+}
+
+// QuietDuringOutage wraps the log handler of a part that cannot tell a database
+// outage from another failure (the River UI, the HTTP API): while the daemon
+// finds the database down, their warnings and errors are held back and counted
+// in the daemon's outage reports (Config.OutageReminder), and one that says a
+// connection failed starts an outage.
+func (d *Daemon) QuietDuringOutage(h slog.Handler) slog.Handler {
+	return &outageLogHandler{Handler: h, health: d.health, everything: true}
 }
 
 // WarningsOnly wraps a log handler to pass only warnings and errors, for chatty

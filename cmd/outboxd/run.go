@@ -221,7 +221,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	}
 	riverUI, err := riverui.NewHandler(&riverui.HandlerOpts{
 		Endpoints: riverui.NewEndpoints(daemon.Client(), nil),
-		Logger:    slog.New(jobs.WarningsOnly(logger.Handler())),
+		Logger:    slog.New(daemon.QuietDuringOutage(jobs.WarningsOnly(logger.Handler()))),
 		Prefix:    "/riverui",
 	})
 	if err != nil {
@@ -237,7 +237,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	}
 	server := &http.Server{
 		Handler: httpapi.NewHandler(&httpapi.Config{
-			Logger:            logger,
+			Logger:            slog.New(daemon.QuietDuringOutage(logger.Handler())), // a database outage is reported once
 			Ready:             daemon.Ready,
 			Degraded:          daemon.Degraded,
 			Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
