@@ -163,8 +163,18 @@ func TestOrderedLinePausesWhileDisabledAndResumesInOrder(t *testing.T) {
 	}
 
 	// The second event is in flight (so the first was delivered) when the
-	// subscription is disabled; its attempt fails.
+	// subscription is disabled; its attempt fails. The relay may claim the later
+	// events after that one went out: wait until they are in the line behind it
+	// (fanned out while disabled, they would have no delivery).
 	<-held
+	require.Eventually(t, func() bool {
+		for _, id := range ids[2:4] {
+			if d := delivery(id); d == nil || d.State != outbox.DeliveryPending {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
 	disabled, err := b.store.SubscriptionDisable(b.ctx, sub.ID, "maintenance")
 	require.NoError(t, err)
 	require.True(t, disabled)
