@@ -2,11 +2,17 @@ package jobs
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -205,4 +211,127 @@ func TestRecoveryAndExhaustionAreAnnounced(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, got.FailureStreak)
 	require.Nil(t, got.CircuitOpenUntil)
+}
+
+// closedPort is a loopback port that refuses connections until open is called:
+// its socket is bound, so nothing else can take the port meanwhile, but does not
+// listen yet.
+type closedPort struct {
+	fd   int
+	Addr string
+}
+
+func newClosedPort(t *testing.T) *closedPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	p := &closedPort{fd: fd, Addr: fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)}
+	t.Cleanup(func() { _ = syscall.Close(fd) }) // after open, closing the listener closed it: harmless
+	return p
+}
+
+// open starts listening and returns the listener.
+func (p *closedPort) open(t *testing.T) net.Listener {
+	t.Helper()
+	require.NoError(t, syscall.Listen(p.fd, 1024))
+	fd, err := syscall.Dup(p.fd)
+	require.NoError(t, err)
+	file := os.NewFile(uintptr(fd), "listener")
+	defer file.Close()
+	listener, err := net.FileListener(file)
+	require.NoError(t, err)
+	return listener
+}
+
+// The scenario: a receiver that is down for two seconds while a hundred
+// deliveries are due. Their first attempts fail together; only the first
+// Threshold of them count, the circuit opens for BackoffMin, and the failures of
+// the attempts already in flight do not lengthen its wait, so the receiver gets
+// its first delivery seconds after it comes up, not minutes.
+func TestCircuitWaitIgnoresAttemptsAlreadyInFlight(t *testing.T) {
+	t.Parallel()
+	policy := outbox.CircuitPolicy{Threshold: CircuitThresholdDefault, BackoffMin: CircuitBackoffMinDefault, BackoffMax: CircuitBackoffMaxDefault}
+	b := setupDaemon(t, func(c *Config) { c.Delivery.Circuit = policy })
+	port := newClosedPort(t)
+	sub := outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: "http://" + port.Addr + "/hooks"}) // the default retry schedule
+	const events = 100
+	for range events {
+		outboxtest.Event(b.ctx, t, b.store, nil)
+	}
+
+	// The circuit opens, and every attempt that was in flight then has failed.
+	var opened *outbox.Subscription
+	require.Eventually(t, func() bool {
+		got, err := b.store.SubscriptionGet(b.ctx, sub.ID)
+		require.NoError(t, err)
+		opened = got
+		return got.CircuitOpenUntil != nil
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		list, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{SubscriptionID: sub.ID, State: outbox.DeliveryDelivering})
+		require.NoError(t, err)
+		return len(list) == 0
+	}, 20*time.Second, 10*time.Millisecond)
+	settled, err := b.store.SubscriptionGet(b.ctx, sub.ID)
+	require.NoError(t, err)
+	require.NotNil(t, settled.CircuitOpenUntil)
+	require.Equal(t, *opened.CircuitOpenUntil, *settled.CircuitOpenUntil, "failures of attempts in flight left the wait alone")
+	require.Equal(t, policy.Threshold, settled.FailureStreak, "failures counted: the ones that opened the circuit")
+	require.LessOrEqual(t, time.Until(*settled.CircuitOpenUntil), policy.BackoffMin, "the first wait")
+
+	// The receiver comes up.
+	rcv := &testReceiver{requests: make(chan received, 10_000)}
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rcv.count.Add(1)
+		rcv.requests <- received{header: r.Header.Clone(), body: body}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	server.Listener = port.open(t)
+	server.Start()
+	t.Cleanup(server.Close)
+	up := time.Now()
+
+	// Watch the circuit until everything is delivered: its wait never grows past
+	// a couple of failed probes.
+	var longest atomic.Int64
+	watching, stopWatching := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watching)
+		for {
+			select {
+			case <-stopWatching:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			got, err := b.store.SubscriptionGet(b.ctx, sub.ID)
+			if err == nil && got.CircuitOpenUntil != nil {
+				if wait := int64(time.Until(*got.CircuitOpenUntil)); wait > longest.Load() {
+					longest.Store(wait)
+				}
+			}
+		}
+	}()
+
+	first := rcv.next(t)
+	require.NotEmpty(t, first.header.Get("webhook-id"))
+	firstAfter := time.Since(up)
+	require.Less(t, firstAfter, 15*time.Second, "first delivery after the receiver came up")
+	require.Eventually(t, func() bool {
+		list, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{SubscriptionID: sub.ID, State: outbox.DeliveryDelivered})
+		require.NoError(t, err)
+		return len(list) == events
+	}, 60*time.Second, 50*time.Millisecond)
+	close(stopWatching)
+	<-watching
+	require.LessOrEqual(t, time.Duration(longest.Load()), 4*policy.BackoffMin, "longest wait of the circuit")
+	got, err := b.store.SubscriptionGet(b.ctx, sub.ID)
+	require.NoError(t, err)
+	require.Zero(t, got.FailureStreak)
+	require.Nil(t, got.CircuitOpenUntil)
+	t.Logf("first delivery %s after the receiver came up, all %d within %s; longest wait %s",
+		firstAfter.Round(time.Millisecond), events, time.Since(up).Round(time.Millisecond), time.Duration(longest.Load()).Round(time.Millisecond))
 }

@@ -98,7 +98,7 @@ func (w *deliveryWorker) orderedFinish(ctx context.Context, job *river.Job[Deliv
 		return w.store.OrderedFinishTx(ctx, tx, job.Args.AgentID, job.ID)
 	})
 	if err != nil {
-		// The sweep promotes the line within a minute.
+		// The sweep promotes the line within two minutes.
 		w.logger.WarnContext(ctx, "make the next ordered delivery due", slog.Int64("delivery_id", job.ID), slog.String("error", err.Error()))
 	}
 }
@@ -117,19 +117,21 @@ func (w *deliveryWorker) succeeded(ctx context.Context, target *outbox.DeliveryT
 	}
 }
 
-// failed counts a failed attempt against the subscription's circuit and reports
-// whether the subscription has now been disabled for failing too long.
-func (w *deliveryWorker) failed(ctx context.Context, target *outbox.DeliveryTarget, cause error) bool {
-	outcome, err := w.store.SubscriptionFailure(context.WithoutCancel(ctx), target.SubscriptionID, &w.config.Circuit, cause.Error())
+// failed counts a failed attempt against the subscription's circuit (probe: the
+// attempt was the open circuit's probe) and reports whether the subscription has
+// now been disabled for failing too long.
+func (w *deliveryWorker) failed(ctx context.Context, target *outbox.DeliveryTarget, probe bool, cause error) bool {
+	outcome, err := w.store.SubscriptionFailure(context.WithoutCancel(ctx), target.SubscriptionID, &w.config.Circuit,
+		&outbox.AttemptFailure{Probe: probe, Error: attemptWhy(cause)}) // the reason goes with the subscription and its URL
 	if err != nil {
 		w.logger.WarnContext(ctx, "record failure", slog.String("subscription_id", target.SubscriptionID), slog.String("error", err.Error()))
 		return false
 	}
-	if outcome.Streak == w.config.Circuit.Threshold && outcome.OpenUntil != nil {
+	if outcome.Opened {
 		w.metrics.CircuitsOpened.Inc()
 		w.logger.WarnContext(ctx, "circuit opened: deliveries held back",
 			slog.String("subscription_id", target.SubscriptionID), slog.Int("failures", outcome.Streak),
-			slog.Time("until", *outcome.OpenUntil), slog.String("last_error", cause.Error()))
+			slog.Time("until", *outcome.OpenUntil), slog.String("last_error", attemptWhy(cause)))
 	}
 	if outcome.Disabled {
 		w.metrics.SubscriptionsDisabled.WithLabelValues("failing").Inc()

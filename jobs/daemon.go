@@ -111,6 +111,15 @@ type Config struct {
 	// (outbox.WakeChannel) after committing. Optional: without it, or while it is
 	// down, the relay polls.
 	Redis *redis.Client
+
+	// OutageReminder is how often a database outage is reported again while it
+	// lasts. It is reported once when it starts and once when it ends, with how
+	// long it lasted; the errors it causes meanwhile are counted, not logged.
+	// Defaults to 1 minute.
+	OutageReminder time.Duration
+
+	// orderedSweepInterval replaces the sweep's interval in tests.
+	orderedSweepInterval time.Duration
 }
 
 // Daemon is one outboxd worker process's machinery: the relay and River's fan-out
@@ -125,6 +134,13 @@ type Daemon struct {
 	client    *river.Client[pgx.Tx]
 	relay     *Relay
 	delivery  *deliveryWorker
+	health    *dbHealth
+
+	// sweepGate and pruneGate run the ordered sweep and retention only when
+	// there are ordered lines waiting, and events old enough to prune or
+	// partitions to make.
+	sweepGate *periodicGate
+	pruneGate *periodicGate
 }
 
 // NewDaemon builds a daemon on pool. Call Start to run it.
@@ -167,6 +183,9 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	if c.RetentionInterval <= 0 {
 		c.RetentionInterval = RetentionIntervalDefault
 	}
+	if c.orderedSweepInterval <= 0 {
+		c.orderedSweepInterval = orderedSweepInterval
+	}
 	deliveryTimeout := c.Delivery.jobTimeout()
 	if c.RescueStuckJobsAfter <= 0 {
 		c.RescueStuckJobsAfter = deliveryTimeout + rescueMarginDefault
@@ -191,6 +210,15 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	}
 
 	d := &Daemon{id: newClientID(), config: c, logger: c.Logger, pool: pool}
+	d.health = newDBHealth(c.Logger, pool.Ping, c.OutageReminder)
+	// The daemon's parts log through the outage reports; its own lines (start,
+	// stop) and the reports themselves do not.
+	c.Logger = slog.New(&outageLogHandler{Handler: c.Logger.Handler(), health: d.health})
+	d.sweepGate = newPeriodicGate(c.Store.OrderedLinesWaiting)
+	d.pruneGate = newPeriodicGate(func(ctx context.Context) (bool, error) {
+		now := time.Now()
+		return c.Store.RetentionDue(ctx, now.Add(-c.EventRetention), now.Add(retentionDueAhead))
+	})
 	d.delivery = newDeliveryWorker(c.Delivery, c.Logger, pool, c.Store, c.Guard, c.Metrics, c.DeliveryWorkers)
 
 	workers := river.NewWorkers()
@@ -208,18 +236,17 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		ID:     d.id,
 		Schema: c.Store.Schema(),
-		Logger: slog.New(&minLevelHandler{Handler: c.Logger.Handler(), min: slog.LevelWarn}),
+		Logger: slog.New(d.QuietDuringOutage(&minLevelHandler{Handler: d.logger.Handler(), min: slog.LevelWarn})),
 		Queues: map[string]river.QueueConfig{
 			QueueFanout:   {MaxWorkers: c.FanoutWorkers},
 			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
 		},
 		Workers: workers,
+		// Each runs only when it has something to look at (periodicGate).
 		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(c.RetentionInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
+			river.NewPeriodicJob(river.PeriodicInterval(c.RetentionInterval), d.pruneGate.constructor(PruneArgs{}),
 				&river.PeriodicJobOpts{ID: "outboxd.prune_events", RunOnStart: true}),
-			river.NewPeriodicJob(river.PeriodicInterval(orderedSweepInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return OrderedSweepArgs{}, nil },
+			river.NewPeriodicJob(river.PeriodicInterval(c.orderedSweepInterval), d.sweepGate.constructor(OrderedSweepArgs{}),
 				&river.PeriodicJobOpts{ID: "outboxd.ordered_sweep"}),
 		},
 		PollOnly:                    c.PollOnly,
@@ -241,10 +268,12 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		self:     &outbox.Daemon{ID: d.id, Hostname: hostname, PID: os.Getpid(), Version: c.Version},
 		interval: c.HeartbeatInterval, takeOverAfter: c.TakeOverAfter,
 	}
-	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Delivery.RetrySchedule, c.Metrics)
+	d.relay = newRelay(c.Relay, c.Logger, pool, c.Store, client, c.Delivery.RetrySchedule, c.Metrics, d.health)
 	d.relay.pollOnly = c.PollOnly
+	d.health.recovered = d.relay.Wake // it may be waiting out a backoff
 	if c.Redis != nil {
-		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, c.Logger)
+		// Not through the outage reports: Redis's connection errors are not Postgres's.
+		d.redis = newRedisWaker(c.Redis, c.Store.Schema(), d.relay, d.logger)
 	}
 	return d, nil
 }
@@ -266,7 +295,13 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.heartbeat.start(ctx); err != nil {
 		return err
 	}
+	d.health.start(ctx)
+	d.sweepGate.start(ctx)
+	d.pruneGate.start(ctx)
 	if err := d.client.Start(context.WithoutCancel(ctx)); err != nil {
+		d.sweepGate.stop()
+		d.pruneGate.stop()
+		d.health.stop()
 		d.heartbeat.stop(ctx)
 		return fmt.Errorf("start river: %w", err)
 	}
@@ -296,6 +331,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	// The heartbeat goes on until River has stopped: until then the daemon's
 	// running jobs are its own.
 	defer d.heartbeat.stop(context.WithoutCancel(ctx))
+	defer d.health.stop()
+	defer d.sweepGate.stop()
+	defer d.pruneGate.stop()
 	err := d.client.Stop(ctx)
 	if err == nil {
 		d.logger.InfoContext(ctx, "daemon stopped")
@@ -338,6 +376,15 @@ func (d *Daemon) Degraded(context.Context) []string {
 		}
 	}
 	return nil
+}
+
+// QuietDuringOutage wraps the log handler of a part that cannot tell a database
+// outage from another failure (the River UI, the HTTP API): while the daemon
+// finds the database down, their warnings and errors are held back and counted
+// in the daemon's outage reports (Config.OutageReminder), and one that says a
+// connection failed starts an outage.
+func (d *Daemon) QuietDuringOutage(h slog.Handler) slog.Handler {
+	return &outageLogHandler{Handler: h, health: d.health, everything: true}
 }
 
 // WarningsOnly wraps a log handler to pass only warnings and errors, for chatty

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"syscall"
@@ -144,6 +145,10 @@ type deliveryWorker struct {
 	now    func() time.Time
 	random func() float64
 
+	// blockedWarnings limits the warnings about subscriptions whose host is a
+	// blocked address to one per subscription per blockedWarningInterval.
+	blockedWarnings *logLimiter
+
 	// nextRetry carries the time of the next attempt from Work, which knows the
 	// subscription's schedule and the receiver's Retry-After, to NextRetry, which
 	// River calls right after Work returns an error. Keyed by job id.
@@ -169,7 +174,34 @@ func newDeliveryWorker(config DeliveryConfig, logger *slog.Logger, pool *pgxpool
 		metrics: metrics,
 		now:     time.Now,
 		random:  rand.Float64,
+
+		blockedWarnings: newLogLimiter(blockedWarningInterval, time.Now),
 	}
+}
+
+// blockedWarningInterval is how often a subscription whose deliveries keep
+// being refused for a blocked address is reported again.
+const blockedWarningInterval = 10 * time.Minute
+
+// warnBlocked tells operators that a subscription's deliveries are refused
+// because its host is (or resolves to) a blocked address: the first time, and
+// then every blockedWarningInterval while it goes on. It names the host and
+// the address, never the URL (whose query may carry a token) or a header.
+func (w *deliveryWorker) warnBlocked(ctx context.Context, target *outbox.DeliveryTarget, err error) {
+	var blocked *netguard.BlockedError
+	if !errors.As(err, &blocked) {
+		return
+	}
+	held, ok := w.blockedWarnings.allow(target.SubscriptionID)
+	if !ok {
+		return
+	}
+	w.logger.WarnContext(ctx, "delivery refused: the subscription's host is a blocked address; list it in --allow-private-targets only if it must be reached",
+		slog.String("subscription_id", target.SubscriptionID),
+		slog.String("host", blocked.Host),
+		slog.String("address", blocked.Addr.String()),
+		slog.String("reason", blocked.Reason+" address"),
+		slog.Int("refused_since_last_warning", held))
 }
 
 // jobTimeout leaves the request its full budget plus time to load and record.
@@ -292,9 +324,9 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 			return w.deferRun("rate_limit", max(wait, 10*time.Millisecond))
 		}
 	}
+	probe := false // this attempt is the open circuit's probe
 	if target.CircuitOpen {
-		probe, err := w.store.CircuitProbeTake(ctx, target.SubscriptionID, w.config.probeWindow())
-		if err != nil {
+		if probe, err = w.store.CircuitProbeTake(ctx, target.SubscriptionID, w.config.probeWindow()); err != nil {
 			return err
 		}
 		if !probe {
@@ -323,14 +355,17 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	if err != nil {
 		attempt.DurationMS = msSince(w.now, start)
 		attempt.ErrorClass = classifyError(ctx, err)
-		attempt.Error = err.Error()
+		attempt.Error = describeRequestError(err, w.config.RequestTimeout)
 		w.record(ctx, job, attempt)
 		if attempt.ErrorClass == outbox.ErrorClassInterrupted {
 			// The daemon is stopping: River puts the job back without counting the attempt.
 			return err
 		}
-		requestErr := fmt.Errorf("POST %s: %s: %w", target.URL, attempt.ErrorClass, err)
-		if w.failed(ctx, target, requestErr) && !ordered(job) {
+		if attempt.ErrorClass == outbox.ErrorClassBlocked {
+			w.warnBlocked(ctx, target, err)
+		}
+		requestErr := &attemptError{url: target.URL, why: attempt.Error}
+		if w.failed(ctx, target, probe, requestErr) && !ordered(job) {
 			return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", requestErr, target.SubscriptionID))
 		}
 		return w.retryLater(ctx, job, target, 0, requestErr)
@@ -359,7 +394,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 
 	attempt.ErrorClass = outbox.ErrorClassHTTPStatus
 	w.record(ctx, job, attempt)
-	statusErr := fmt.Errorf("POST %s: receiver answered %d %s", target.URL, resp.StatusCode, http.StatusText(resp.StatusCode))
+	statusErr := &attemptError{url: target.URL, why: fmt.Sprintf("receiver answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))}
 	if resp.StatusCode == http.StatusGone {
 		reason := "receiver answered 410 Gone"
 		disabled, err := w.store.SubscriptionAutoDisable(ctx, target.SubscriptionID, reason)
@@ -377,7 +412,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 		}
 		return w.cancel(fmt.Errorf("%w; subscription %s disabled", statusErr, target.SubscriptionID))
 	}
-	if w.failed(ctx, target, statusErr) && !ordered(job) {
+	if w.failed(ctx, target, probe, statusErr) && !ordered(job) {
 		return w.cancel(fmt.Errorf("%w; subscription %s disabled after failing too long", statusErr, target.SubscriptionID))
 	}
 	return w.retryLater(ctx, job, target, parseRetryAfter(resp.Header.Get("Retry-After"), w.now()), statusErr)
@@ -451,6 +486,40 @@ func readExcerpt(body io.Reader, limit int64) (string, error) {
 		data = data[:len(data)-1]
 	}
 	return string(data), err
+}
+
+// attemptError is why an attempt failed, as the delivery records it: "POST
+// <url>: <why>".
+type attemptError struct {
+	url string
+	why string
+}
+
+func (e *attemptError) Error() string { return "POST " + e.url + ": " + e.why }
+
+// attemptWhy is what to log of an attempt's error: its why without the URL,
+// whose query may carry a token.
+func attemptWhy(err error) string {
+	var attempt *attemptError
+	if errors.As(err, &attempt) {
+		return attempt.why
+	}
+	return err.Error()
+}
+
+// describeRequestError says why a request got no response, briefly: without
+// the method and URL that *url.Error repeats (callers that need them say them
+// once), and a timeout of the whole request in plain words.
+func describeRequestError(err error, requestTimeout time.Duration) string {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	var opErr *net.OpError
+	if errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &opErr) && opErr.Op == "dial") {
+		return fmt.Sprintf("no complete response within %s (the request timeout)", requestTimeout)
+	}
+	return err.Error()
 }
 
 // classifyError names why a request got no response.

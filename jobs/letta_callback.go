@@ -72,7 +72,7 @@ func (w *lettaCallbackWorker) Work(ctx context.Context, job *river.Job[LettaCall
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		msg := classifyError(ctx, err) + ": " + err.Error()
+		msg := classifyError(ctx, err) + ": " + describeRequestError(err, w.config.RequestTimeout)
 		if recordErr := letta.RecordCallback(ctx, w.pool, args.LettaSchema, args.RunID, 0, msg); recordErr != nil {
 			w.logger.WarnContext(ctx, "record letta callback", slog.String("error", recordErr.Error()))
 		}

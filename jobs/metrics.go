@@ -68,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		CircuitsOpened: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outboxd_circuits_opened_total",
-			Help: "Times a subscription's circuit breaker opened after failures in a row.",
+			Help: "Times a subscription's circuit breaker opened after failed attempts in a row.",
 		}),
 		OperationalEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxd_operational_events_total",

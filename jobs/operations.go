@@ -116,7 +116,7 @@ func (o *Operations) SubscriptionTest(ctx context.Context, subscriptionID string
 	attempt.DurationMS = msSince(w.now, start)
 	if err != nil {
 		attempt.ErrorClass = classifyError(ctx, err)
-		attempt.Error = err.Error()
+		attempt.Error = describeRequestError(err, w.config.RequestTimeout)
 		return attempt, nil
 	}
 	defer resp.Body.Close()

@@ -159,8 +159,18 @@ func TestOrderedLinePausesWhileDisabledAndResumesInOrder(t *testing.T) {
 	}
 
 	// The second event is in flight (so the first was delivered) when the
-	// subscription is disabled; its attempt fails.
+	// subscription is disabled; its attempt fails. The relay may claim the later
+	// events after that one went out: wait until they are in the line behind it
+	// (fanned out while disabled, they would have no delivery).
 	<-held
+	require.Eventually(t, func() bool {
+		for _, id := range ids[2:4] {
+			if d := delivery(id); d == nil || d.State != outbox.DeliveryPending {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
 	disabled, err := b.store.SubscriptionDisable(b.ctx, sub.ID, "maintenance")
 	require.NoError(t, err)
 	require.True(t, disabled)
@@ -255,6 +265,14 @@ func TestOrderedSweepResumesAStalledLine(t *testing.T) {
 			headDelivery = list[0]
 		}
 		return headDelivery != nil
+	}, 10*time.Second, 10*time.Millisecond)
+	// The relay may claim the second event after the head is already in flight:
+	// until it is fanned out, waiting in the line behind the head, there is no line
+	// for the sweep to find (and its fan-out would promote the line by itself).
+	require.Eventually(t, func() bool {
+		list, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{SubscriptionID: sub.ID, EventID: next.ID, State: outbox.DeliveryPending})
+		require.NoError(t, err)
+		return len(list) == 1
 	}, 10*time.Second, 10*time.Millisecond)
 
 	n, err := b.store.OrderedSweep(b.ctx)

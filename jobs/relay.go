@@ -60,6 +60,7 @@ type Relay struct {
 	store   *outbox.Store
 	client  *river.Client[pgx.Tx]
 	metrics *Metrics
+	health  *dbHealth
 	// retrySchedule is the daemon's, for deliveries the relay fans out itself.
 	retrySchedule outbox.RetrySchedule
 
@@ -81,7 +82,7 @@ type relayTestSignals struct {
 	listening testSignal[struct{}]
 }
 
-func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store *outbox.Store, client *river.Client[pgx.Tx], retrySchedule outbox.RetrySchedule, metrics *Metrics) *Relay {
+func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store *outbox.Store, client *river.Client[pgx.Tx], retrySchedule outbox.RetrySchedule, metrics *Metrics, health *dbHealth) *Relay {
 	config.BatchSize = cmp.Or(config.BatchSize, RelayBatchSizeDefault)
 	config.PollInterval = cmp.Or(config.PollInterval, RelayPollIntervalDefault)
 	config.ActivePollInterval = cmp.Or(config.ActivePollInterval, RelayActivePollIntervalDefault)
@@ -93,6 +94,7 @@ func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store
 		store:   store,
 		client:  client,
 		metrics: metrics,
+		health:  health,
 		wake:    make(chan struct{}, 1),
 
 		retrySchedule: retrySchedule,
@@ -168,7 +170,9 @@ func (r *Relay) loop(ctx context.Context) {
 		case err != nil:
 			failures++
 			wait = min(time.Duration(failures)*time.Second, 10*time.Second)
-			r.logger.ErrorContext(ctx, "claim events", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+			if !r.health.failed(ctx, err) { // an outage is reported once, not per claim
+				r.logger.ErrorContext(ctx, "claim events", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+			}
 		case claimed >= r.config.BatchSize:
 			failures = 0
 			continue
@@ -252,6 +256,7 @@ func (r *Relay) busyWait(ctx context.Context, timer *time.Timer, claimStart time
 
 // claim runs one claim transaction and returns how many events it dispatched.
 func (r *Relay) claim(ctx context.Context) (int, error) {
+	began := time.Now()
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
@@ -279,6 +284,7 @@ func (r *Relay) claim(ctx context.Context) (int, error) {
 		r.metrics.EventsFannedOut.Add(float64(n))
 		r.metrics.DeliveriesCreated.Add(float64(len(claim.Deliveries)))
 	}
+	r.health.succeeded(ctx, began)
 	r.testSignals.claimed.signal(len(claim.Seqs))
 	return len(claim.Seqs), nil
 }
@@ -296,7 +302,9 @@ func (r *Relay) listen(ctx context.Context) {
 		}
 		failures++
 		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
-		r.logger.WarnContext(ctx, "wake listener lost; polling meanwhile", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+		if !r.health.failed(ctx, err) {
+			r.logger.WarnContext(ctx, "wake listener lost; polling meanwhile", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -18,6 +18,10 @@ const EventRetentionDefault = 7 * 24 * time.Hour
 // RetentionIntervalDefault is how often the leader daemon runs retention.
 const RetentionIntervalDefault = 10 * time.Minute
 
+// retentionDueAhead: retention runs while no partition of outbox.events reaches
+// this far ahead (or while an event is older than the retention).
+const retentionDueAhead = 24 * time.Hour
+
 const (
 	// pruneBatch is how many events one delete of the DEFAULT partition removes.
 	pruneBatch = 1000

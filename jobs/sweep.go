@@ -11,7 +11,8 @@ import (
 )
 
 // orderedSweepInterval is how often the leader daemon looks for ordered lines
-// that wait with nothing in progress.
+// that wait with nothing in progress, while any line has deliveries waiting
+// (periodicGate): a line that stalls is resumed within two intervals.
 const orderedSweepInterval = time.Minute
 
 // OrderedSweepArgs is the periodic job that makes sure no ordered line stalls

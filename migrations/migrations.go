@@ -655,23 +655,34 @@ func ownMigrations() ([]Migration, error) {
 }
 
 func latestOwnVersion() (int, error) {
+	versions, err := ownVersions()
+	if err != nil {
+		return 0, err
+	}
+	return versions[len(versions)-1], nil
+}
+
+// ownVersions lists outboxd's embedded migration versions, in order.
+func ownVersions() ([]int, error) {
 	source, err := iofs.New(files, ".")
 	if err != nil {
-		return 0, fmt.Errorf("read embedded migrations: %w", err)
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
 	defer source.Close()
 	v, err := source.First()
 	if err != nil {
-		return 0, fmt.Errorf("read embedded migrations: %w", err)
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
+	versions := []int{int(v)}
 	for {
 		next, err := source.Next(v)
 		if errors.Is(err, fs.ErrNotExist) {
-			return int(v), nil
+			return versions, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("read embedded migrations: %w", err)
+			return nil, fmt.Errorf("read embedded migrations: %w", err)
 		}
+		versions = append(versions, int(next))
 		v = next
 	}
 }

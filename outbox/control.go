@@ -140,7 +140,8 @@ type CircuitPolicy struct {
 	// Threshold is how many attempts must fail in a row before the circuit opens.
 	Threshold int
 	// BackoffMin is how long the circuit first stays open; it doubles with each
-	// further failure up to BackoffMax.
+	// failed probe up to BackoffMax. Attempts that were already in flight when it
+	// opened do not lengthen it.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 	// DisableAfter disables a subscription whose attempts have all failed for this
@@ -148,21 +149,38 @@ type CircuitPolicy struct {
 	DisableAfter time.Duration
 }
 
+// AttemptFailure is one failed delivery attempt, as the circuit breaker sees it.
+type AttemptFailure struct {
+	// Probe is true when the attempt was the open circuit's probe
+	// (CircuitProbeTake): only a failed probe lengthens an open circuit's wait.
+	Probe bool
+	// Error says what went wrong; a subscription disabled by this failure gives
+	// it as part of its reason.
+	Error string
+}
+
 // FailureOutcome is what one failed attempt did to its subscription.
 type FailureOutcome struct {
+	// Streak is the failures counted in a row: every failed attempt while the
+	// circuit is closed, and then only failed probes.
 	Streak       int
 	FailingSince time.Time
 	// OpenUntil is when the circuit next lets an attempt through; nil if closed.
 	OpenUntil *time.Time
+	// Opened is true when this failure opened the circuit.
+	Opened bool
 	// Disabled is true when this failure disabled the subscription; Reason says why.
 	Disabled bool
 	Reason   string
 }
 
 // SubscriptionFailure counts a failed attempt against its subscription: it may
-// open the circuit, and after policy.DisableAfter of failures it disables the
-// subscription and publishes outboxd.subscription.disabled, in one transaction.
-func (s *Store) SubscriptionFailure(ctx context.Context, subscriptionID string, policy *CircuitPolicy, lastError string) (*FailureOutcome, error) {
+// open the circuit, or lengthen its wait if the attempt was its probe, and after
+// policy.DisableAfter of failures it disables the subscription and publishes
+// outboxd.subscription.disabled, in one transaction. The failure of an attempt
+// that was in flight when the circuit opened changes neither the streak nor the
+// wait, but may still disable the subscription.
+func (s *Store) SubscriptionFailure(ctx context.Context, subscriptionID string, policy *CircuitPolicy, failure *AttemptFailure) (*FailureOutcome, error) {
 	var outcome *FailureOutcome
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		exec := s.on(tx)
@@ -176,19 +194,20 @@ func (s *Store) SubscriptionFailure(ctx context.Context, subscriptionID string, 
 			BackoffMinSeconds:   policy.BackoffMin.Seconds(),
 			BackoffMaxSeconds:   max(policy.BackoffMax, policy.BackoffMin).Seconds(),
 			DisableAfterSeconds: disableAfter.Seconds(),
+			Probe:               failure.Probe,
 		})
 		if err != nil {
 			return translateError("record failure", err)
 		}
-		outcome = &FailureOutcome{Streak: int(row.FailureStreak), OpenUntil: row.CircuitOpenUntil}
+		outcome = &FailureOutcome{Streak: int(row.FailureStreak), OpenUntil: row.CircuitOpenUntil, Opened: row.Opened}
 		if row.FailingSince != nil {
 			outcome.FailingSince = *row.FailingSince
 		}
 		if !row.DisableDue || !row.Enabled {
 			return nil
 		}
-		outcome.Reason = fmt.Sprintf("every attempt failed since %s (%d in a row); last: %s",
-			outcome.FailingSince.UTC().Format(time.RFC3339), outcome.Streak, truncate(lastError, 300))
+		outcome.Reason = fmt.Sprintf("every attempt failed since %s; last: %s",
+			outcome.FailingSince.UTC().Format(time.RFC3339), truncate(failure.Error, 300))
 		n, err := s.queries.SubscriptionDisable(ctx, exec, &dbsqlc.SubscriptionDisableParams{ID: subscriptionID, Reason: &outcome.Reason})
 		if err != nil || n == 0 {
 			return translateError("disable subscription", err)

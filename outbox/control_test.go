@@ -100,20 +100,46 @@ func TestCircuitBookkeeping(t *testing.T) {
 	sub := outboxtest.Subscription(ctx, t, store, nil)
 	policy := &outbox.CircuitPolicy{Threshold: 2, BackoffMin: time.Minute, BackoffMax: 3 * time.Minute, DisableAfter: time.Hour}
 
-	first, err := store.SubscriptionFailure(ctx, sub.ID, policy, "503")
-	require.NoError(t, err)
+	fail := func(probe bool) *outbox.FailureOutcome {
+		t.Helper()
+		outcome, err := store.SubscriptionFailure(ctx, sub.ID, policy, &outbox.AttemptFailure{Probe: probe, Error: "503"})
+		require.NoError(t, err)
+		require.False(t, outcome.Disabled)
+		return outcome
+	}
+	wait := func(outcome *outbox.FailureOutcome) time.Duration {
+		require.NotNil(t, outcome.OpenUntil)
+		return time.Until(*outcome.OpenUntil).Round(time.Minute)
+	}
+
+	first := fail(false)
 	require.Equal(t, 1, first.Streak)
 	require.Nil(t, first.OpenUntil, "under the threshold the circuit stays closed")
+	require.False(t, first.Opened)
 
-	var opens []time.Duration
-	for range 3 {
-		outcome, err := store.SubscriptionFailure(ctx, sub.ID, policy, "503")
-		require.NoError(t, err)
-		require.NotNil(t, outcome.OpenUntil)
-		require.False(t, outcome.Disabled)
-		opens = append(opens, time.Until(*outcome.OpenUntil).Round(time.Minute))
+	opened := fail(false)
+	require.True(t, opened.Opened)
+	require.Equal(t, 2, opened.Streak)
+	require.Equal(t, time.Minute, wait(opened))
+
+	// Attempts that were in flight when it opened fail too: they count for
+	// nothing, however many there are.
+	for range 10 {
+		late := fail(false)
+		require.False(t, late.Opened)
+		require.Equal(t, 2, late.Streak)
+		require.Equal(t, *opened.OpenUntil, *late.OpenUntil)
 	}
-	require.Equal(t, []time.Duration{time.Minute, 2 * time.Minute, 3 * time.Minute}, opens, "doubling, up to the maximum")
+
+	// Each failed probe doubles the wait, up to the maximum.
+	var waits []time.Duration
+	for range 3 {
+		outcome := fail(true)
+		require.False(t, outcome.Opened, "it was open already")
+		waits = append(waits, wait(outcome))
+	}
+	require.Equal(t, []time.Duration{2 * time.Minute, 3 * time.Minute, 3 * time.Minute}, waits, "doubling, up to the maximum")
+	require.Equal(t, 5, fail(false).Streak, "two to open, three probes")
 
 	// Only one attempt gets to probe once the wait is over.
 	probe, err := store.CircuitProbeTake(ctx, sub.ID, time.Minute)
@@ -131,4 +157,18 @@ func TestCircuitBookkeeping(t *testing.T) {
 	again, err := store.SubscriptionSuccess(ctx, sub.ID)
 	require.NoError(t, err)
 	require.False(t, again, "nothing to recover from")
+
+	// A failure that does not count for the circuit still disables a
+	// subscription that has failed for the whole DisableAfter.
+	for range 2 {
+		fail(false)
+	}
+	_, err = outboxtest.Pool(t).Exec(ctx, `UPDATE `+store.Schema()+`.subscriptions SET failing_since = now() - interval '2 hours' WHERE id = $1`, sub.ID)
+	require.NoError(t, err)
+	late, err := store.SubscriptionFailure(ctx, sub.ID, policy, &outbox.AttemptFailure{Error: "503 Service Unavailable"})
+	require.NoError(t, err)
+	require.Equal(t, 2, late.Streak, "not counted")
+	require.True(t, late.Disabled)
+	require.Contains(t, late.Reason, "every attempt failed since")
+	require.Contains(t, late.Reason, "last: 503 Service Unavailable")
 }

@@ -200,7 +200,8 @@ type DeliveryTarget struct {
 	// OrganizationID is the subscription's.
 	OrganizationID string
 
-	// FailureStreak counts the subscription's attempts failed in a row.
+	// FailureStreak counts the subscription's failures in a row (see
+	// Subscription.FailureStreak).
 	FailureStreak int
 
 	// CircuitOpen is true when the circuit breaker has opened; CircuitWait is how

@@ -184,6 +184,16 @@ func (s *Store) OrderedSweep(ctx context.Context) (int64, error) {
 	}
 }
 
+// OrderedLinesWaiting reports whether any ordered line has a delivery waiting
+// for its turn: only then can OrderedSweep find work.
+func (s *Store) OrderedLinesWaiting(ctx context.Context) (bool, error) {
+	waiting, err := s.queries.OrderedLinesWaitingExist(ctx, s.on(s.db))
+	if err != nil {
+		return false, translateError("look for waiting ordered lines", err)
+	}
+	return waiting, nil
+}
+
 // OrderedRetryTx retries an ordered delivery that has ended (delivered, dead or
 // cancelled) through its line: it goes back as pending, with one more attempt if
 // it had used them all, and is made due when its turn comes. It reports false,

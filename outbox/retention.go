@@ -121,3 +121,14 @@ func (s *Store) EventsPruneDefault(ctx context.Context, before time.Time, limit 
 	}
 	return n, nil
 }
+
+// RetentionDue reports whether retention has work: an event created before
+// before (only the oldest is looked at), or no partition of outbox.events
+// reaching past until yet.
+func (s *Store) RetentionDue(ctx context.Context, before, until time.Time) (bool, error) {
+	due, err := s.queries.RetentionDue(ctx, s.on(s.db), &dbsqlc.RetentionDueParams{Before: before, Until: until})
+	if err != nil {
+		return false, translateError("look for retention work", err)
+	}
+	return due, nil
+}

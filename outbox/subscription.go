@@ -55,8 +55,10 @@ type Subscription struct {
 	// at most one per agent.
 	AgentWebhook bool `json:"agent_webhook,omitempty"`
 
-	// FailureStreak counts attempts failed in a row; FailingSince is when the run
-	// began, and CircuitOpenUntil when the circuit breaker next lets one through.
+	// FailureStreak counts failures in a row: failed attempts while the circuit is
+	// closed, then failed probes (attempts already in flight when it opened do not
+	// count). FailingSince is when the run began, and CircuitOpenUntil when the
+	// circuit breaker next lets an attempt through.
 	FailureStreak    int        `json:"failure_streak"`
 	FailingSince     *time.Time `json:"failing_since,omitempty"`
 	CircuitOpenUntil *time.Time `json:"circuit_open_until,omitempty"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -69,7 +70,7 @@ delivered, dead (every attempt failed) and cancelled.`,
 					status = strconv.Itoa(*d.LastStatusCode)
 				}
 				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", d.ID, d.EventID, d.SubscriptionID, d.State,
-					d.Attempt, d.MaxAttempts, status, deliveryWhen(d), truncate(d.LastError, 60))
+					d.Attempt, d.MaxAttempts, status, deliveryWhen(d), errorSummary(d.LastError, 80))
 			}
 			if err := w.Flush(); err != nil {
 				return err
@@ -100,8 +101,23 @@ func deliveryWhen(d *outbox.Delivery) string {
 	return "-"
 }
 
+// attemptPrefix starts the error of a failed attempt: "POST <url>: ".
+var attemptPrefix = regexp.MustCompile(`^POST \S+: `)
+
+// errorSummary is the part of a delivery's error that says what went wrong, for
+// a table: without the method and URL an attempt's error starts with (the
+// subscription's URL), cut to n characters. `deliveries get` shows all of it.
+func errorSummary(s string, n int) string {
+	return truncate(attemptPrefix.ReplaceAllString(s, ""), n)
+}
+
+// oneLine keeps a message on one line of a table.
+func oneLine(s string) string {
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
 func truncate(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
+	s = oneLine(s)
 	if len([]rune(s)) <= n {
 		return s
 	}

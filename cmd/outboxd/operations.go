@@ -74,18 +74,23 @@ func newDeliveriesGetCommand(a *app) *cobra.Command {
 	return cmd
 }
 
+// printDelivery shows a delivery and its attempts, with their errors in full
+// (the last column, so a long one does not push the others apart).
 func printDelivery(a *app, d *outbox.Delivery) {
 	fmt.Fprintf(a.stdout, "delivery %d: %s, attempt %d of %d\n  event %s → subscription %s\n  %s\n",
 		d.ID, d.State, d.Attempt, d.MaxAttempts, d.EventID, d.SubscriptionID, deliveryWhen(d))
+	if d.LastError != "" {
+		fmt.Fprintf(a.stdout, "  last error: %s\n", oneLine(d.LastError))
+	}
 	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "  ATTEMPT\tAT\tSTATUS\tDURATION\tERROR\tRESPONSE")
+	fmt.Fprintln(w, "  ATTEMPT\tAT\tSTATUS\tDURATION\tRESPONSE\tERROR")
 	for _, at := range d.Attempts {
 		status := at.ErrorClass
 		if at.StatusCode > 0 {
 			status = strconv.Itoa(at.StatusCode)
 		}
 		fmt.Fprintf(w, "  %d\t%s\t%s\t%.0f ms\t%s\t%s\n", at.Attempt, at.At.Local().Format(time.DateTime), status,
-			at.DurationMS, truncate(at.Error, 50), truncate(at.Response, 40))
+			at.DurationMS, orDash(truncate(at.Response, 40)), orDash(oneLine(at.Error)))
 	}
 	_ = w.Flush()
 }

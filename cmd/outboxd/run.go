@@ -269,7 +269,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	}
 	riverUI, err := riverui.NewHandler(&riverui.HandlerOpts{
 		Endpoints: riverui.NewEndpoints(daemon.Client(), nil),
-		Logger:    slog.New(jobs.WarningsOnly(logger.Handler())),
+		Logger:    slog.New(daemon.QuietDuringOutage(jobs.WarningsOnly(logger.Handler()))),
 		Prefix:    "/riverui",
 	})
 	if err != nil {
@@ -284,7 +284,7 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	server := httpapi.NewServer(httpapi.NewHandler(&httpapi.Config{
-		Logger:            logger,
+		Logger:            slog.New(daemon.QuietDuringOutage(logger.Handler())), // a database outage is reported once
 		Ready:             schemaReady(logger, daemon.Ready, migrator.Check),
 		Degraded:          daemon.Degraded,
 		Metrics:           promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),

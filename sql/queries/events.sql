@@ -210,3 +210,17 @@ keys AS (
         AND k.organization_id IS NOT DISTINCT FROM g.organization_id
 )
 SELECT 1 FROM gone;
+
+-- name: RetentionDue :one
+-- Whether retention has work: an event created before @before (the oldest by
+-- position, which follows creation: one index probe per partition), or no
+-- partition reaching past @until yet.
+SELECT (
+    coalesce((SELECT e.created_at < @before::timestamptz FROM outbox.events AS e ORDER BY e.id LIMIT 1), false)
+    OR NOT EXISTS (
+        SELECT 1
+        FROM pg_catalog.pg_inherits AS i
+        JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'outbox.events'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+            AND ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1])::timestamptz > @until::timestamptz)
+)::boolean AS due;

@@ -41,6 +41,14 @@ WHERE j.kind = 'outboxd.delivery' AND j.args ? 'seq' AND j.state = 'pending'
 ORDER BY 1
 LIMIT @max;
 
+-- name: OrderedLinesWaitingExist :one
+-- Whether any ordered line has a delivery waiting for its turn: if none does,
+-- the sweep has nothing to look at. River's fetch index serves the state.
+SELECT EXISTS (
+    SELECT 1 FROM outbox.river_job AS j
+    WHERE j.state = 'pending' AND j.kind = 'outboxd.delivery' AND j.args ? 'seq'
+)::boolean AS waiting;
+
 -- name: OrderedLinesLock :exec
 -- Takes the agents' line locks for the rest of the transaction, in the order
 -- given (callers sort the keys, so two transactions never wait on each other in

@@ -131,19 +131,30 @@ WHERE id = @subscription_id AND circuit_open_until IS NOT NULL AND circuit_open_
 RETURNING id;
 
 -- name: SubscriptionFailureRecord :one
--- Counts a failed attempt. From the threshold-th failure in a row the circuit
--- opens for backoff_min, doubling with each further failure up to backoff_max.
+-- Counts a failed attempt. While the circuit is closed every failure counts, and
+-- the threshold-th in a row opens it for backoff_min. While it is open only a
+-- failed probe (@probe) counts, and doubles the wait up to backoff_max: the
+-- failures of attempts that were already in flight when it opened say nothing
+-- new about the endpoint. failing_since, which auto-disable goes by, starts at the
+-- first failure of the run either way.
 UPDATE outbox.subscriptions AS s
-SET failure_streak = s.failure_streak + 1,
+SET failure_streak = s.failure_streak + (CASE WHEN counted.counts THEN 1 ELSE 0 END),
     failing_since = coalesce(s.failing_since, now()),
     circuit_open_until = (CASE
-        WHEN s.failure_streak + 1 >= sqlc.arg(threshold)::integer THEN now() + least(
+        WHEN counted.counts AND s.failure_streak + 1 >= sqlc.arg(threshold)::integer THEN now() + least(
             make_interval(secs => sqlc.arg(backoff_min_seconds)::float8 * power(2, least(s.failure_streak + 1 - sqlc.arg(threshold)::integer, 20))),
             make_interval(secs => sqlc.arg(backoff_max_seconds)::float8))
         ELSE s.circuit_open_until
     END)
-WHERE s.id = @subscription_id
+FROM (
+    SELECT o.id, o.circuit_open_until IS NULL AS was_closed, (o.circuit_open_until IS NULL OR sqlc.arg(probe)::boolean) AS counts
+    FROM outbox.subscriptions AS o
+    WHERE o.id = @subscription_id
+    FOR UPDATE
+) AS counted
+WHERE s.id = counted.id
 RETURNING s.failure_streak, s.failing_since, s.circuit_open_until, s.enabled, s.organization_id, s.url,
+    (counted.was_closed AND s.circuit_open_until IS NOT NULL)::boolean AS opened,
     (s.failing_since <= now() - make_interval(secs => sqlc.arg(disable_after_seconds)::float8))::boolean AS disable_due;
 
 -- name: SubscriptionSuccessRecord :one

@@ -575,6 +575,33 @@ func (q *Queries) LockTimeoutSet(ctx context.Context, db DBTX, timeout string) e
 	return err
 }
 
+const retentionDue = `-- name: RetentionDue :one
+SELECT (
+    coalesce((SELECT e.created_at < $1::timestamptz FROM outbox.events AS e ORDER BY e.id LIMIT 1), false)
+    OR NOT EXISTS (
+        SELECT 1
+        FROM pg_catalog.pg_inherits AS i
+        JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'outbox.events'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+            AND ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1])::timestamptz > $2::timestamptz)
+)::boolean AS due
+`
+
+type RetentionDueParams struct {
+	Before time.Time
+	Until  time.Time
+}
+
+// Whether retention has work: an event created before @before (the oldest by
+// position, which follows creation: one index probe per partition), or no
+// partition reaching past @until yet.
+func (q *Queries) RetentionDue(ctx context.Context, db DBTX, arg *RetentionDueParams) (bool, error) {
+	row := db.QueryRow(ctx, retentionDue, arg.Before, arg.Until)
+	var due bool
+	err := row.Scan(&due)
+	return due, err
+}
+
 const wake = `-- name: Wake :exec
 SELECT outbox.wake()
 `

@@ -187,6 +187,22 @@ func (q *Queries) OrderedLinesLock(ctx context.Context, db DBTX, keys []string) 
 	return err
 }
 
+const orderedLinesWaitingExist = `-- name: OrderedLinesWaitingExist :one
+SELECT EXISTS (
+    SELECT 1 FROM outbox.river_job AS j
+    WHERE j.state = 'pending' AND j.kind = 'outboxd.delivery' AND j.args ? 'seq'
+)::boolean AS waiting
+`
+
+// Whether any ordered line has a delivery waiting for its turn: if none does,
+// the sweep has nothing to look at. River's fetch index serves the state.
+func (q *Queries) OrderedLinesWaitingExist(ctx context.Context, db DBTX) (bool, error) {
+	row := db.QueryRow(ctx, orderedLinesWaitingExist)
+	var waiting bool
+	err := row.Scan(&waiting)
+	return waiting, err
+}
+
 const orderedPromote = `-- name: OrderedPromote :one
 WITH lines AS (
     SELECT s.id AS subscription_id, s.on_dead, a.agent

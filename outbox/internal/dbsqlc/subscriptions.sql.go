@@ -208,23 +208,31 @@ func (q *Queries) SubscriptionEnable(ctx context.Context, db DBTX, id string) (i
 
 const subscriptionFailureRecord = `-- name: SubscriptionFailureRecord :one
 UPDATE outbox.subscriptions AS s
-SET failure_streak = s.failure_streak + 1,
+SET failure_streak = s.failure_streak + (CASE WHEN counted.counts THEN 1 ELSE 0 END),
     failing_since = coalesce(s.failing_since, now()),
     circuit_open_until = (CASE
-        WHEN s.failure_streak + 1 >= $1::integer THEN now() + least(
+        WHEN counted.counts AND s.failure_streak + 1 >= $1::integer THEN now() + least(
             make_interval(secs => $2::float8 * power(2, least(s.failure_streak + 1 - $1::integer, 20))),
             make_interval(secs => $3::float8))
         ELSE s.circuit_open_until
     END)
-WHERE s.id = $4
+FROM (
+    SELECT o.id, o.circuit_open_until IS NULL AS was_closed, (o.circuit_open_until IS NULL OR $4::boolean) AS counts
+    FROM outbox.subscriptions AS o
+    WHERE o.id = $5
+    FOR UPDATE
+) AS counted
+WHERE s.id = counted.id
 RETURNING s.failure_streak, s.failing_since, s.circuit_open_until, s.enabled, s.organization_id, s.url,
-    (s.failing_since <= now() - make_interval(secs => $5::float8))::boolean AS disable_due
+    (counted.was_closed AND s.circuit_open_until IS NOT NULL)::boolean AS opened,
+    (s.failing_since <= now() - make_interval(secs => $6::float8))::boolean AS disable_due
 `
 
 type SubscriptionFailureRecordParams struct {
 	Threshold           int32
 	BackoffMinSeconds   float64
 	BackoffMaxSeconds   float64
+	Probe               bool
 	SubscriptionID      string
 	DisableAfterSeconds float64
 }
@@ -236,16 +244,22 @@ type SubscriptionFailureRecordRow struct {
 	Enabled          bool
 	OrganizationID   *string
 	Url              string
+	Opened           bool
 	DisableDue       bool
 }
 
-// Counts a failed attempt. From the threshold-th failure in a row the circuit
-// opens for backoff_min, doubling with each further failure up to backoff_max.
+// Counts a failed attempt. While the circuit is closed every failure counts, and
+// the threshold-th in a row opens it for backoff_min. While it is open only a
+// failed probe (@probe) counts, and doubles the wait up to backoff_max: the
+// failures of attempts that were already in flight when it opened say nothing
+// new about the endpoint. failing_since, which auto-disable goes by, starts at the
+// first failure of the run either way.
 func (q *Queries) SubscriptionFailureRecord(ctx context.Context, db DBTX, arg *SubscriptionFailureRecordParams) (*SubscriptionFailureRecordRow, error) {
 	row := db.QueryRow(ctx, subscriptionFailureRecord,
 		arg.Threshold,
 		arg.BackoffMinSeconds,
 		arg.BackoffMaxSeconds,
+		arg.Probe,
 		arg.SubscriptionID,
 		arg.DisableAfterSeconds,
 	)
@@ -257,6 +271,7 @@ func (q *Queries) SubscriptionFailureRecord(ctx context.Context, db DBTX, arg *S
 		&i.Enabled,
 		&i.OrganizationID,
 		&i.Url,
+		&i.Opened,
 		&i.DisableDue,
 	)
 	return &i, err
