@@ -140,6 +140,7 @@ type deliveryWorker struct {
 	client   *http.Client
 	metrics  *Metrics
 	inflight *inflightLimiter
+	targets  *targetLoader
 
 	// now and random are the clock and the jitter source; tests replace them.
 	now    func() time.Time
@@ -166,6 +167,7 @@ func newDeliveryWorker(config DeliveryConfig, logger *slog.Logger, pool *pgxpool
 		pool:     pool,
 		store:    store,
 		inflight: newInflightLimiter(time.Now),
+		targets:  &targetLoader{store: store},
 		client: netguard.NewClient(guard, &netguard.ClientConfig{
 			ConnectTimeout:      config.ConnectTimeout,
 			Timeout:             config.RequestTimeout,
@@ -260,7 +262,7 @@ func encodeBody(event *outbox.Event) ([]byte, error) {
 }
 
 func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
-	target, err := w.store.DeliveryTarget(ctx, job.Args.EventID, job.Args.SubscriptionID)
+	target, err := w.targets.load(ctx, outbox.DeliveryKey{EventID: job.Args.EventID, SubscriptionID: job.Args.SubscriptionID})
 	switch {
 	case errors.Is(err, outbox.ErrNotFound):
 		return w.cancel(fmt.Errorf("subscription %s no longer exists", job.Args.SubscriptionID))

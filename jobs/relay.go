@@ -22,6 +22,7 @@ const (
 	RelayPollIntervalDefault       = 100 * time.Millisecond
 	RelayActivePollIntervalDefault = 10 * time.Millisecond
 	RelayWokenPollIntervalDefault  = 5 * time.Millisecond
+	RelayActiveForDefault          = 2 * time.Second
 )
 
 // RelayConfig tunes the relay. Zero values take the defaults.
@@ -37,6 +38,13 @@ type RelayConfig struct {
 	// fill a batch: events are flowing, so look again soon. After a full batch the
 	// relay claims again at once. Defaults to 10 ms.
 	ActivePollInterval time.Duration
+
+	// ActiveFor is how long after its last claim that found events the relay
+	// keeps looking every ActivePollInterval, before it slows to PollInterval.
+	// Light traffic (an event every tens of milliseconds) then waits
+	// ActivePollInterval at most, while an idle relay looks only every
+	// PollInterval. Defaults to 2 s; -1 slows down at once.
+	ActiveFor time.Duration
 
 	// WokenPollInterval is how soon after its last claim began a busy relay claims
 	// again when woken (a producer's outbox.wake() or Redis PUBLISH says events
@@ -87,6 +95,7 @@ func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store
 	config.PollInterval = cmp.Or(config.PollInterval, RelayPollIntervalDefault)
 	config.ActivePollInterval = cmp.Or(config.ActivePollInterval, RelayActivePollIntervalDefault)
 	config.WokenPollInterval = cmp.Or(config.WokenPollInterval, RelayWokenPollIntervalDefault)
+	config.ActiveFor = cmp.Or(config.ActiveFor, RelayActiveForDefault)
 	return &Relay{
 		config:  config,
 		logger:  logger.With(slog.String("component", "relay")),
@@ -159,9 +168,13 @@ func (r *Relay) loop(ctx context.Context) {
 	<-timer.C
 
 	failures := 0
+	var lastFound time.Time
 	for {
 		claimStart := time.Now()
 		claimed, err := r.claim(ctx)
+		if claimed > 0 {
+			lastFound = claimStart
+		}
 		var wait time.Duration
 		busy := false
 		switch {
@@ -179,6 +192,9 @@ func (r *Relay) loop(ctx context.Context) {
 		case claimed > 0:
 			failures = 0
 			wait, busy = r.config.ActivePollInterval, true
+		case claimStart.Sub(lastFound) < r.config.ActiveFor:
+			failures = 0 // nothing this time, but events came moments ago
+			wait = r.config.ActivePollInterval
 		default:
 			failures = 0
 			wait = r.config.PollInterval

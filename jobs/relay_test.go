@@ -43,3 +43,41 @@ func TestWokenRelayClaimsSooner(t *testing.T) {
 		require.Equal(t, 1, claimed.waitOrTimeout(t), "woken while busy: after the woken poll interval")
 	}
 }
+
+// A relay that found events moments ago keeps looking every active poll
+// interval, even after a claim that found none: light traffic (an event every
+// few tens of milliseconds) waits that long at most, not a whole poll interval.
+// Once events stop for ActiveFor, it slows to its poll interval.
+func TestRelayKeepsLookingWhileEventsFlow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := outboxtest.Store(t)
+	daemon, err := NewDaemon(outboxtest.NewPool(t, 4), &Config{
+		Store: store,
+		Guard: outboxtest.LoopbackGuard(),
+		Relay: RelayConfig{PollInterval: time.Hour, ActivePollInterval: 5 * time.Millisecond, ActiveFor: time.Hour},
+	})
+	require.NoError(t, err)
+	claimed := &daemon.relay.testSignals.claimed
+	claimed.init(t)
+	require.NoError(t, daemon.Start(ctx))
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		require.NoError(t, daemon.Stop(stopCtx))
+	})
+
+	require.Zero(t, claimed.waitOrTimeout(t), "the first pass finds nothing, then waits an hour")
+	outboxtest.Event(ctx, t, store, nil)
+	daemon.relay.Wake()
+	require.Equal(t, 1, claimed.waitOrTimeout(t))
+	// No more wake-ups: the relay finds the next events by looking.
+	for range 3 {
+		event := outboxtest.Event(ctx, t, store, nil)
+		require.Eventually(t, func() bool {
+			got, err := store.EventGet(ctx, event.ID)
+			require.NoError(t, err)
+			return got.DispatchedAt != nil
+		}, 10*time.Second, 5*time.Millisecond, "claimed without a wake-up, long before the poll interval")
+	}
+}

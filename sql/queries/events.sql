@@ -55,10 +55,12 @@ WITH claimed AS (
     FOR UPDATE SKIP LOCKED
 ),
 batch AS (
+    -- By arrays of the claimed keys rather than a join, so each partition is
+    -- probed through its primary key whatever the planner thinks of its size.
     UPDATE outbox.events AS e
     SET dispatched_at = now(), fanned_out_at = now()
-    FROM claimed
-    WHERE e.id = claimed.id AND e.created_at = claimed.created_at
+    WHERE e.id = ANY(ARRAY(SELECT c.id FROM claimed AS c))
+        AND e.created_at = ANY(ARRAY(SELECT c.created_at FROM claimed AS c))
     RETURNING e.id, coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at)) AS event_id, e.type, e.organization_id, e.agent_id
 ),
 matched AS (
