@@ -131,14 +131,14 @@ CREATE TRIGGER events_immutable
     FOR EACH ROW EXECUTE FUNCTION outbox.events_immutable();
 
 DROP TABLE outbox.event_idempotency;
+DROP TABLE outbox.events_legacy_ids;
 DROP FUNCTION outbox.events_idempotency_claim();
 DROP FUNCTION outbox.events_refuse_reserved();
 DROP FUNCTION outbox.events_partitions_ensure(timestamptz, timestamptz);
 DROP FUNCTION outbox.events_partition_create(timestamptz);
 DROP FUNCTION outbox.events_partition_drop(text);
 DROP FUNCTION outbox.events_partitions();
-DROP FUNCTION outbox.event_type_checked(text);
-DROP FUNCTION outbox.event_payload_checked(jsonb);
+DROP FUNCTION outbox.event_payload_valid(jsonb);
 DROP FUNCTION outbox.event_id(bigint, timestamptz);
 DROP FUNCTION outbox.event_seq(text);
 DROP FUNCTION outbox.event_time(text);

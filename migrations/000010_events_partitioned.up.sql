@@ -26,11 +26,10 @@ ALTER TABLE outbox.settings
     ADD COLUMN event_id_tag text NOT NULL DEFAULT substr(md5(gen_random_uuid()::text), 1, 8)
         CONSTRAINT settings_event_id_tag CHECK (event_id_tag ~ '^[0-9a-f]{8}$');
 
--- Raises a check_violation with a clear message; used by the CHECK constraints below
--- only when a value is invalid. Declared IMMUTABLE (it returns nothing but an error)
--- so that the functions calling it can be inlined into the constraints.
+-- Raises a check_violation with a clear message; the type check below calls it
+-- only when a value is invalid.
 CREATE FUNCTION outbox.refuse(message text, column_name text, constraint_name text, hint text) RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql PARALLEL SAFE
 AS $$
 BEGIN
     RAISE EXCEPTION '%', message
@@ -38,9 +37,9 @@ BEGIN
 END
 $$;
 
--- The largest payload, in bytes of JSON text. A constant function so that the
--- check inlines it; a trigger on outbox.settings rewrites it when
--- max_payload_bytes changes.
+-- The largest payload, in bytes of JSON text: a constant function, planned once
+-- per session by the payload check; a trigger on outbox.settings rewrites it (and
+-- so replans the check) when max_payload_bytes changes.
 CREATE FUNCTION outbox.max_payload_bytes() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT 262144 $$;
@@ -58,32 +57,28 @@ CREATE TRIGGER settings_apply AFTER INSERT OR UPDATE OF max_payload_bytes ON out
     FOR EACH ROW EXECUTE FUNCTION outbox.settings_apply();
 UPDATE outbox.settings SET max_payload_bytes = max_payload_bytes;
 
--- Type check for events: the format, with the message of the old validation trigger.
-CREATE FUNCTION outbox.event_type_checked(event_type text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN event_type ~ '^[a-z0-9_]+(\.[a-z0-9_]+)+$' AND length(event_type) <= 200 THEN true
-        ELSE outbox.refuse('invalid event type ' || coalesce(quote_literal(event_type), 'NULL'), 'type', 'events_type_format',
-            'An event type is two or more dot-separated words of a-z, 0-9 and _, at most 200 characters, like agent.step.completed.')
-    END
-$$;
-
 -- Payload check: a JSON object within max_payload_bytes of JSON text. A value's
 -- text takes at most six bytes per byte of its binary form (an escaped control
 -- character), so the text is only measured when the binary form is large enough
--- to possibly exceed the limit.
-CREATE FUNCTION outbox.event_payload_checked(payload jsonb) RETURNS boolean
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- to possibly exceed the limit. PL/pgSQL, called per row: a SQL function would
+-- be inlined into the constraint again at every statement, which measured as
+-- most of what a producer's INSERT cost.
+CREATE FUNCTION outbox.event_payload_valid(payload jsonb) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE
-        WHEN payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
-            outbox.refuse('event payload must be a JSON object, not ' || coalesce(jsonb_typeof(payload), 'NULL'), 'payload', 'events_payload_object',
-                'Wrap the value in an object, like {"value": ...}.')
-        WHEN pg_column_size(payload) <= outbox.max_payload_bytes() / 6 OR octet_length(payload::text) <= outbox.max_payload_bytes() THEN true
-        ELSE outbox.refuse('event payload is ' || octet_length(payload::text) || ' bytes, over the limit of ' || outbox.max_payload_bytes() || ' bytes',
-            'payload', 'events_payload_size',
-            'Send ids and small facts, not documents; the limit is outbox.settings.max_payload_bytes.')
-    END
+BEGIN
+    IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'event payload must be a JSON object, not %', coalesce(jsonb_typeof(payload), 'NULL')
+            USING ERRCODE = 'check_violation', COLUMN = 'payload', CONSTRAINT = 'events_payload_object',
+                  HINT = 'Wrap the value in an object, like {"value": ...}.';
+    END IF;
+    IF pg_column_size(payload) * 6 <= outbox.max_payload_bytes() OR octet_length(payload::text) <= outbox.max_payload_bytes() THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'event payload is % bytes, over the limit of % bytes', octet_length(payload::text), outbox.max_payload_bytes()
+        USING ERRCODE = 'check_violation', COLUMN = 'payload', CONSTRAINT = 'events_payload_size',
+              HINT = 'Send ids and small facts, not documents; the limit is outbox.settings.max_payload_bytes.';
+END
 $$;
 
 -- Public ids. Redefined below with this installation's tag in place of 00000000.
@@ -149,10 +144,16 @@ DROP FUNCTION outbox.publish_event(text, jsonb, text, text, text);
 CREATE TABLE outbox.events (
     -- Position in the outbox; the relay claims in this order.
     id bigint GENERATED ALWAYS AS IDENTITY,
-    type text NOT NULL CONSTRAINT events_type_format CHECK (outbox.event_type_checked(type)),
+    -- Written out rather than in a SQL function, which Postgres would inline into
+    -- the constraint again at every statement.
+    type text NOT NULL CONSTRAINT events_type_format CHECK (CASE
+        WHEN type ~ '^[a-z0-9_]+(\.[a-z0-9_]+)+$' AND length(type) <= 200 THEN true
+        ELSE outbox.refuse('invalid event type ' || coalesce(quote_literal(type), 'NULL'), 'type', 'events_type_format',
+            'An event type is two or more dot-separated words of a-z, 0-9 and _, at most 200 characters, like agent.step.completed.')
+    END),
     organization_id text CONSTRAINT events_organization_id_length CHECK (length(organization_id) BETWEEN 1 AND 255),
     agent_id text CONSTRAINT events_agent_id_length CHECK (length(agent_id) BETWEEN 1 AND 255),
-    payload jsonb NOT NULL DEFAULT '{}' CONSTRAINT events_payload_object CHECK (outbox.event_payload_checked(payload)),
+    payload jsonb NOT NULL DEFAULT '{}' CONSTRAINT events_payload_object CHECK (outbox.event_payload_valid(payload)),
     idempotency_key text CONSTRAINT events_idempotency_key_length CHECK (length(idempotency_key) BETWEEN 1 AND 255),
     created_at timestamptz NOT NULL DEFAULT now(),
     -- Set by the relay when it claims the event and creates its deliveries.
@@ -168,8 +169,14 @@ CREATE TABLE outbox.events_default PARTITION OF outbox.events DEFAULT;
 
 -- The relay's work queue: only undispatched rows, so it stays tiny however large the table grows.
 CREATE INDEX events_undispatched ON outbox.events (id) WHERE dispatched_at IS NULL;
--- Ids of events published before this migration; empty in every partition made since.
-CREATE INDEX events_legacy_event_id ON outbox.events (legacy_event_id) WHERE legacy_event_id IS NOT NULL;
+-- Where to find the events published before this migration by their stored ids.
+-- A table of its own rather than an index on events, which every insert would
+-- pay for although only migrated rows have such an id.
+CREATE TABLE outbox.events_legacy_ids (
+    legacy_event_id text PRIMARY KEY,
+    event_seq bigint NOT NULL,
+    event_created_at timestamptz NOT NULL
+);
 
 -- An idempotency key is unique within its organization (or among events without
 -- one) across every partition. Rows go with their events' partitions.
@@ -294,6 +301,7 @@ BEGIN
             USING ERRCODE = 'undefined_table';
     END IF;
     DELETE FROM outbox.event_idempotency AS k WHERE k.event_created_at >= part.from_time AND k.event_created_at < part.to_time;
+    DELETE FROM outbox.events_legacy_ids AS l WHERE l.event_created_at >= part.from_time AND l.event_created_at < part.to_time;
     EXECUTE format('DROP TABLE outbox.%I', partition_name);
 END
 $$;
@@ -326,6 +334,9 @@ BEGIN
     EXECUTE format('ALTER TABLE outbox.events ALTER COLUMN id RESTART WITH %s', greatest(next_seq, old_next));
 END
 $migration$;
+
+INSERT INTO outbox.events_legacy_ids (legacy_event_id, event_seq, event_created_at)
+SELECT e.event_id, e.id, e.created_at FROM outbox.events_unpartitioned AS e;
 
 DROP TABLE outbox.events_unpartitioned;
 DROP FUNCTION outbox.events_validate();
@@ -491,5 +502,7 @@ AS $$
         AND e.created_at >= outbox.event_time(event_id)
         AND e.created_at < outbox.event_time(event_id) + interval '1 millisecond'
     UNION ALL
-    SELECT e.* FROM outbox.events AS e WHERE e.legacy_event_id = event_id
+    SELECT e.* FROM outbox.events_legacy_ids AS l
+    JOIN outbox.events AS e ON e.id = l.event_seq AND e.created_at = l.event_created_at
+    WHERE l.legacy_event_id = event_id
 $$;

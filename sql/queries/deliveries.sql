@@ -51,7 +51,9 @@ LEFT JOIN LATERAL (
         AND n.created_at >= outbox.event_time(r.event_id)
         AND n.created_at < outbox.event_time(r.event_id) + interval '1 millisecond'
     UNION ALL
-    SELECT * FROM outbox.events AS l WHERE l.legacy_event_id = r.event_id
+    SELECT o.* FROM outbox.events_legacy_ids AS l
+    JOIN outbox.events AS o ON o.id = l.event_seq AND o.created_at = l.event_created_at
+    WHERE l.legacy_event_id = r.event_id
     LIMIT 1
 ) AS e ON true;
 
@@ -72,7 +74,8 @@ WHERE d.id IN (
             WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
                     AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
                     AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR e.legacy_event_id = j.args ->> 'event_id')
+                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
+                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
                 AND e.agent_id = sqlc.narg(agent_id)))
         AND (sqlc.narg(organization_id)::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = sqlc.narg(organization_id)))
@@ -81,7 +84,8 @@ WHERE d.id IN (
             WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
                     AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
                     AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR e.legacy_event_id = j.args ->> 'event_id')
+                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
+                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
                 AND e.type = sqlc.narg(event_type)))
         AND (sqlc.narg(state)::text IS NULL OR (CASE
             WHEN j.state = 'completed' THEN 'delivered'

@@ -30,7 +30,9 @@ FROM (
         AND n.created_at >= outbox.event_time(@event_id::text)
         AND n.created_at < outbox.event_time(@event_id::text) + interval '1 millisecond'
     UNION ALL
-    SELECT * FROM outbox.events AS l WHERE l.legacy_event_id = @event_id::text
+    SELECT o.* FROM outbox.events_legacy_ids AS l
+    JOIN outbox.events AS o ON o.id = l.event_seq AND o.created_at = l.event_created_at
+    WHERE l.legacy_event_id = @event_id::text
     LIMIT 1
 ) AS e;
 
@@ -203,7 +205,12 @@ WITH gone AS (
         ORDER BY old.id
         LIMIT @max
     )
-    RETURNING e.organization_id, e.idempotency_key
+    RETURNING e.organization_id, e.idempotency_key, e.legacy_event_id
+),
+legacy AS (
+    DELETE FROM outbox.events_legacy_ids AS l
+    USING gone AS g
+    WHERE l.legacy_event_id = g.legacy_event_id
 ),
 keys AS (
     DELETE FROM outbox.event_idempotency AS k

@@ -133,7 +133,8 @@ WHERE d.id IN (
             WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
                     AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
                     AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR e.legacy_event_id = j.args ->> 'event_id')
+                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
+                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
                 AND e.agent_id = $3))
         AND ($4::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = $4))
@@ -142,7 +143,8 @@ WHERE d.id IN (
             WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
                     AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
                     AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR e.legacy_event_id = j.args ->> 'event_id')
+                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
+                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
                 AND e.type = $5))
         AND ($6::text IS NULL OR (CASE
             WHEN j.state = 'completed' THEN 'delivered'
@@ -274,7 +276,9 @@ LEFT JOIN LATERAL (
         AND n.created_at >= outbox.event_time(r.event_id)
         AND n.created_at < outbox.event_time(r.event_id) + interval '1 millisecond'
     UNION ALL
-    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS l WHERE l.legacy_event_id = r.event_id
+    SELECT o.id, o.type, o.organization_id, o.agent_id, o.payload, o.idempotency_key, o.created_at, o.dispatched_at, o.fanned_out_at, o.legacy_event_id FROM outbox.events_legacy_ids AS l
+    JOIN outbox.events AS o ON o.id = l.event_seq AND o.created_at = l.event_created_at
+    WHERE l.legacy_event_id = r.event_id
     LIMIT 1
 ) AS e ON true
 `

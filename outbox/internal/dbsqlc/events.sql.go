@@ -200,7 +200,9 @@ FROM (
         AND n.created_at >= outbox.event_time($1::text)
         AND n.created_at < outbox.event_time($1::text) + interval '1 millisecond'
     UNION ALL
-    SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS l WHERE l.legacy_event_id = $1::text
+    SELECT o.id, o.type, o.organization_id, o.agent_id, o.payload, o.idempotency_key, o.created_at, o.dispatched_at, o.fanned_out_at, o.legacy_event_id FROM outbox.events_legacy_ids AS l
+    JOIN outbox.events AS o ON o.id = l.event_seq AND o.created_at = l.event_created_at
+    WHERE l.legacy_event_id = $1::text
     LIMIT 1
 ) AS e
 `
@@ -538,7 +540,12 @@ WITH gone AS (
         ORDER BY old.id
         LIMIT $2
     )
-    RETURNING e.organization_id, e.idempotency_key
+    RETURNING e.organization_id, e.idempotency_key, e.legacy_event_id
+),
+legacy AS (
+    DELETE FROM outbox.events_legacy_ids AS l
+    USING gone AS g
+    WHERE l.legacy_event_id = g.legacy_event_id
 ),
 keys AS (
     DELETE FROM outbox.event_idempotency AS k

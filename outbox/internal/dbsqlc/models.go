@@ -138,6 +138,12 @@ type OutboxEventsDefault struct {
 	LegacyEventID  *string
 }
 
+type OutboxEventsLegacyID struct {
+	LegacyEventID  string
+	EventSeq       int64
+	EventCreatedAt time.Time
+}
+
 type OutboxRiverJob struct {
 	ID          int64
 	State       OutboxRiverJobState
