@@ -80,9 +80,10 @@ type options struct {
 	fanoutSubs     int
 	hangRate       int
 	hangDuration   time.Duration
+	idleTime       time.Duration
 }
 
-var allScenarios = []string{"drain", "steady", "producer", "ceiling", "redis", "fanout", "hanging", "history"}
+var allScenarios = []string{"drain", "steady", "producer", "ceiling", "cost", "light", "poisson", "capacity", "redis", "fanout", "hanging", "history"}
 
 const (
 	poolConns        = 20
@@ -106,9 +107,11 @@ func main() {
 
 	opts.steadyRate, opts.steadyDuration, opts.producerTime = 1_000, 20*time.Second, 10*time.Second
 	opts.fanoutSubs, opts.hangRate, opts.hangDuration = 1_000, 500, 15*time.Second
+	opts.idleTime = 30 * time.Second
 	if opts.quick {
 		opts.drainEvents, opts.steadyDuration, opts.producerTime = min(opts.drainEvents, 2_000), 5*time.Second, 3*time.Second
 		opts.hangDuration = 5 * time.Second
+		opts.idleTime = 5 * time.Second
 	}
 	opts.scenarios = map[string]bool{}
 	for _, name := range strings.Split(*scenarios, ",") {
@@ -209,6 +212,9 @@ func runOnce(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 		if err := runCeiling(ctx, pool, rcv, opts, res); err != nil {
 			return err
 		}
+	}
+	if err := runPerf(ctx, pool, rcv, opts, res); err != nil {
+		return err
 	}
 	return runControl(ctx, pool, rcv, opts, res)
 }
@@ -370,6 +376,7 @@ func drain(ctx context.Context, env *benchEnv, rcv *receiver, n int) (float64, e
 	}
 
 	done := rcv.expect(n)
+	cpu := startCPU(env.pool.Config().ConnConfig.Database)
 	start := time.Now()
 	daemon, err := startDaemon(ctx, env)
 	if err != nil {
@@ -379,7 +386,10 @@ func drain(ctx context.Context, env *benchEnv, rcv *receiver, n int) (float64, e
 	if err := rcv.wait(ctx, done, 5*time.Minute); err != nil {
 		return 0, err
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	rate := float64(n) / time.Since(start).Seconds()
+	self, server := cpu.stop().per(n)
+	logf("  drain: CPU per delivery %.0f µs here (daemon and receiver), %.0f µs in Postgres", self, server)
+	return rate, nil
 }
 
 type steadyResult struct {
@@ -689,6 +699,7 @@ func ceiling(ctx context.Context, env *benchEnv, rcv *receiver, n int) (float64,
 	}
 
 	done := rcv.expect(n)
+	cpu := startCPU(env.pool.Config().ConnConfig.Database)
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
 		return 0, err
@@ -701,7 +712,10 @@ func ceiling(ctx context.Context, env *benchEnv, rcv *receiver, n int) (float64,
 	if err := rcv.wait(ctx, done, 5*time.Minute); err != nil {
 		return 0, err
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	rate := float64(n) / time.Since(start).Seconds()
+	self, server := cpu.stop().per(n)
+	logf("  ceiling: CPU per job %.0f µs here (River and receiver), %.0f µs in Postgres", self, server)
+	return rate, nil
 }
 
 // receiver is a loopback HTTP server that verifies every webhook's signature and
@@ -714,6 +728,7 @@ type receiver struct {
 
 	mu     sync.Mutex
 	seen   map[string]time.Time // webhook-id (and path, for per-path phases) → first verified receipt
+	all    map[string]time.Time // webhook-id and path → first verified receipt, every path
 	target int
 	done   chan struct{}
 	// byPath counts each path's copy of a webhook-id apart (one event to many
@@ -750,6 +765,12 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	id := req.Header.Get(signing.HeaderID)
 
 	r.mu.Lock()
+	if r.all != nil {
+		key := id + " " + req.URL.Path
+		if _, dup := r.all[key]; !dup {
+			r.all[key] = received
+		}
+	}
 	counted := r.byPath || req.URL.Path == "/webhooks"
 	if r.byPath {
 		id += " " + req.URL.Path
@@ -778,6 +799,7 @@ func (r *receiver) expectPhase(n int, byPath bool) <-chan struct{} {
 	defer r.mu.Unlock()
 	r.byPath = byPath
 	r.seen = make(map[string]time.Time, n)
+	r.all = make(map[string]time.Time, n)
 	r.target = n
 	r.done = make(chan struct{})
 	return r.done
@@ -794,6 +816,29 @@ func (r *receiver) wait(ctx context.Context, done <-chan struct{}, timeout time.
 		defer r.mu.Unlock()
 		return fmt.Errorf("only %d of %d webhooks arrived within %s", len(r.seen), r.target, timeout)
 	}
+}
+
+// allReceipts counts the phase's deliveries on every path.
+type allReceipts struct{ r *receiver }
+
+func (r *receiver) countAll() allReceipts { return allReceipts{r} }
+
+// since returns how many distinct deliveries (webhook-id and path) were
+// verified from t on, and when the last was.
+func (a allReceipts) since(t time.Time) (int, time.Time) {
+	a.r.mu.Lock()
+	defer a.r.mu.Unlock()
+	var n int
+	var last time.Time
+	for _, at := range a.r.all {
+		if !at.Before(t) {
+			n++
+			if at.After(last) {
+				last = at
+			}
+		}
+	}
+	return n, last
 }
 
 // receipts returns when each webhook-id of the phase was first verified.

@@ -27,6 +27,8 @@ type results struct {
 	fanout  []*fanoutResult
 	hanging []*hangingResult
 	history []historyResult
+
+	perf perfResults
 }
 
 // spread is a median with its min and max.
@@ -169,6 +171,23 @@ func (r *results) markdown(opts *options, m machine) string {
 	w("- PostgreSQL %s (its configuration as installed; `synchronous_commit` on)", m.postgres)
 	w("- %s, River %s", m.goVersion, m.river)
 	w("")
+	if goals := r.goals(); len(goals) > 0 {
+		w("## Goals")
+		w("")
+		w("Each goal is a ratio or a figure measured in this run, beside its target (issue 13).")
+		w("")
+		w("| goal | target | median (min–max) | met |")
+		w("|---|---|---|---|")
+		for _, g := range goals {
+			met := "**no**"
+			if g.met {
+				met = "yes"
+			}
+			w("| %s | %s | %s | %s |", g.name, g.target, g.measured, met)
+		}
+		w("")
+		r.perfNotes(w)
+	}
 	w("## Results")
 	w("")
 	w("| scenario | figure | median (min–max) |")

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cpuMeter measures the CPU time a phase costs, in this process (the daemon, the
+// producers and the receiver run in it) and in the Postgres server processes that
+// serve the benchmark's database. Throughput on a shared machine moves with
+// whatever else runs; CPU time per item moves far less, so it says where the
+// work goes and what each part costs.
+type cpuMeter struct {
+	database string
+	self     time.Duration
+	server   time.Duration
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
+const clockTicks = 100
+
+func startCPU(database string) *cpuMeter {
+	m := &cpuMeter{database: database}
+	m.self, m.server = selfCPU(), serverCPU(database)
+	return m
+}
+
+// cpuUse is the CPU time spent since a meter started.
+type cpuUse struct {
+	self, server time.Duration
+}
+
+func (m *cpuMeter) stop() cpuUse {
+	return cpuUse{self: selfCPU() - m.self, server: serverCPU(m.database) - m.server}
+}
+
+// per returns the use per item in microseconds: this process's and the server's.
+func (u cpuUse) per(items int) (selfMicros, serverMicros float64) {
+	if items == 0 {
+		return 0, 0
+	}
+	return float64(u.self.Microseconds()) / float64(items), float64(u.server.Microseconds()) / float64(items)
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// serverCPU sums the CPU time of the Postgres backends connected to database,
+// plus the server's background processes (WAL writer, checkpointer, autovacuum,
+// …), which work for every database. Backends that exit during a phase take
+// their time with them, so phases keep their connections open.
+func serverCPU(database string) time.Duration {
+	entries, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var ticks int64
+	for _, path := range entries {
+		cmdline, err := os.ReadFile(path)
+		if err != nil || !bytes.HasPrefix(cmdline, []byte("postgres: ")) {
+			continue
+		}
+		line := string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		fields := strings.Fields(strings.TrimPrefix(line, "postgres: "))
+		// Backends read "postgres: <user> <database> <host> <state>"; background
+		// processes read "postgres: 15/main: walwriter" and the like.
+		backend := len(fields) >= 3 && !strings.HasSuffix(fields[0], ":")
+		if backend && fields[1] != database {
+			continue
+		}
+		if !backend && strings.Contains(line, "autovacuum worker") && !strings.Contains(line, " "+database) {
+			continue // vacuuming another database
+		}
+		stat, err := os.ReadFile(filepath.Join(filepath.Dir(path), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which is in parentheses): utime is the 14th
+		// field of the line, stime the 15th.
+		rest := stat[bytes.LastIndexByte(stat, ')')+2:]
+		parts := strings.Fields(string(rest))
+		if len(parts) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(parts[11], 10, 64)
+		stime, _ := strconv.ParseInt(parts[12], 10, 64)
+		ticks += utime + stime
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
