@@ -43,6 +43,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"os/signal"
 	"slices"
 	"strings"
@@ -103,7 +104,20 @@ func main() {
 	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	flag.IntVar(&opts.drainEvents, "drain-events", 20_000, "events in the backlog drain (and jobs in the ceiling)")
 	flag.StringVar(&opts.redisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis for the redis scenario (env REDIS_URL)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the daemon under test runs in it) to this file, for `go tool pprof`")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	opts.steadyRate, opts.steadyDuration, opts.producerTime = 1_000, 20*time.Second, 10*time.Second
 	opts.fanoutSubs, opts.hangRate, opts.hangDuration = 1_000, 500, 15*time.Second
@@ -396,6 +410,10 @@ type steadyResult struct {
 	publishedPerSec float64
 	deliveredPerSec float64
 	p50, p99, max   time.Duration
+
+	// legs and slowLegs split commit→receipt (paced scenarios only): medians
+	// over every event and over the slowest 1 %.
+	legs, slowLegs stages
 }
 
 // steady publishes at opts.steadyRate for opts.steadyDuration with the default
