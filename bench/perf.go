@@ -664,6 +664,9 @@ func (r *results) perfNotes(w func(string, ...any)) {
 				collect(runs, func(s *steadyResult) float64 { return toMillis(s.p50) }).millis(),
 				collect(runs, func(s *steadyResult) float64 { return toMillis(s.p99) }).millis(),
 				collect(runs, func(s *steadyResult) float64 { return toMillis(s.max) }).millis())
+			last := runs[len(runs)-1]
+			w("  Where the time went (last run, medians, from the job's `created_at` and `attempted_at`): every")
+			w("  event: %s; the slowest 1 %%: %s.", last.legs, last.slowLegs)
 		}
 	}
 	if len(p.capacity1) > 0 {

@@ -26,6 +26,7 @@ import (
 
 type runFlags struct {
 	httpAddr            string
+	pprofAddr           string
 	httpReadTimeout     time.Duration
 	httpIdleTimeout     time.Duration
 	httpMaxConnections  int
@@ -87,6 +88,7 @@ OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP server: REST API (/v1), River UI (/riverui/, sign-in at /login), /healthz, /readyz and /metrics")
+	flags.StringVar(&f.pprofAddr, "pprof-addr", "", "address of a separate HTTP server with Go's profiles (/debug/pprof/), e.g. 127.0.0.1:6060; off by default, and never put it where others can reach it")
 	flags.DurationVar(&f.httpReadTimeout, "http-read-timeout", httpapi.ReadTimeoutDefault, "longest a client may take to send a request, body included; a slower one is answered 408 and disconnected (answers may take --request-timeout + 30s, for subscription tests)")
 	flags.DurationVar(&f.httpIdleTimeout, "http-idle-timeout", httpapi.IdleTimeoutDefault, "close a keep-alive connection that sends no request for this long")
 	flags.IntVar(&f.httpMaxConnections, "http-max-connections", httpapi.MaxConnectionsDefault, "most HTTP connections open at once; more wait to be accepted")
@@ -303,6 +305,15 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
+	if f.pprofAddr != "" {
+		profiles, err := startProfiles(f.pprofAddr)
+		if err != nil {
+			_ = server.Close()
+			return err
+		}
+		defer profiles.Close() //nolint:errcheck // exiting anyway
+		logger.InfoContext(ctx, "serving Go profiles", slog.String("pprof_addr", profiles.Addr().String()))
+	}
 
 	if err := daemon.Start(ctx); err != nil {
 		_ = server.Close()
