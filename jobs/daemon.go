@@ -316,6 +316,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		slog.String("schema", d.config.Store.Schema()),
 		slog.Int("delivery_workers", d.config.DeliveryWorkers),
 		slog.Int("fanout_workers", d.config.FanoutWorkers))
+	d.warnIfNoAutovacuum(ctx)
 	return nil
 }
 
