@@ -292,7 +292,7 @@ func daemonsRun(ctx context.Context, env *procEnv, build *daemonBuild, rcv *ackR
 		go func() {
 			defer wg.Done()
 			due := start.Add(time.Duration(c) * mean / steadyProducers)
-			for i := 0; due.Before(end); i, due = i+1, due.Add(mean) {
+			for i := 0; due.Before(end) && time.Now().Before(end); i, due = i+1, due.Add(mean) {
 				if wait := time.Until(due); wait > 0 {
 					select {
 					case <-time.After(wait):

@@ -411,7 +411,9 @@ func soak(ctx context.Context, env *procEnv, build *daemonBuild, rcv *soakReceiv
 				if i > 0 {
 					due = due.Add(mean)
 				}
-				if !due.Before(end) {
+				// A producer that fell behind does not catch up after the end:
+				// the load stops on time and the sent/s column shows the shortfall.
+				if !due.Before(end) || !time.Now().Before(end) {
 					return
 				}
 				if wait := time.Until(due); wait > 0 {
@@ -482,7 +484,7 @@ func soak(ctx context.Context, env *procEnv, build *daemonBuild, rcv *soakReceiv
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		pending, _ := rcv.outstanding()
-		if pending == 0 || time.Now().After(deadline) {
+		if pending == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond) // the receiver's map drains as webhooks arrive
