@@ -207,6 +207,7 @@ type soakProbe struct {
 	jobsAutovacuums         int64
 	eventSpan, jobSpan      time.Duration // age of the oldest partition's start, of the oldest completed job
 	rss                     int64
+	load1                   float64 // the machine's 1-minute load average
 	deadJobs                int64
 	defaultRows             int64 // events in the DEFAULT partition (no partition for their time)
 }
@@ -255,6 +256,18 @@ func probeSoak(ctx context.Context, pool *pgxpool.Pool, schema string) (*soakPro
 		p.jobSpan = now.Sub(*oldestJob)
 	}
 	return p, nil
+}
+
+// loadAverage is the machine's 1-minute load average (0 if unknown): a soak on
+// a shared machine reports how busy the machine was.
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var load float64
+	_, _ = fmt.Sscan(string(data), &load)
+	return load
 }
 
 // soakRow is one line of the table.
@@ -454,6 +467,7 @@ func soak(ctx context.Context, env *procEnv, build *daemonBuild, rcv *soakReceiv
 		}
 		p.at = tick.Sub(start)
 		p.rss = daemon.rssBytes()
+		p.load1 = loadAverage()
 		res.probes = append(res.probes, p)
 		last = p
 		if !tick.Before(nextRow) {
@@ -463,9 +477,9 @@ func soak(ctx context.Context, env *procEnv, build *daemonBuild, rcv *soakReceiv
 			row := &soakRow{at: tick.Sub(start), sentPerSec: float64(sent) / secs, deliveredPerS: float64(received) / secs,
 				p50: percentile(lat, 0.50), p99: percentile(lat, 0.99), lat: lat, probe: last}
 			res.rows = append(res.rows, row)
-			logf("  %s  sent %5.0f/s delivered %5.0f/s  p50 %6s p99 %6s  events %6.1f MB (%d parts)  river_job %6.1f MB  RSS %5.1f MB",
+			logf("  %s  sent %5.0f/s delivered %5.0f/s  p50 %6s p99 %6s  events %6.1f MB (%d parts)  river_job %6.1f MB  RSS %5.1f MB  load %.1f",
 				fmtClock(row.at), row.sentPerSec, row.deliveredPerS, ms(row.p50), ms(row.p99),
-				mib(p.eventsBytes()), p.partitions, mib(p.jobsBytes()), mib(p.rss))
+				mib(p.eventsBytes()), p.partitions, mib(p.jobsBytes()), mib(p.rss), p.load1)
 			rowStart = tick
 			nextRow = nextRow.Add(cfg.row)
 		}
@@ -652,14 +666,16 @@ func (r *soakResult) markdown(m machine) string {
 	w("Machine: %s, %d cores, %s RAM; PostgreSQL %s (autovacuum %s, shared_buffers %s, synchronous_commit %s, fsync %s); %s; River %s.",
 		m.cpu, m.cores, m.memory, m.postgres, r.server.autovacuum, r.server.sharedBuffers, r.server.synchronousCommit, r.server.fsync, m.goVersion, m.river)
 	w("")
-	w("| time | sent/s | delivered/s | p50 ms | p99 ms | events MiB (heap+idx) | parts | river_job MiB (heap+idx) | dead tuples events / river_job | river_job autovacuums | daemon RSS MiB |")
-	w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	w("Load is the machine's 1-minute load average (%d cores).", m.cores)
+	w("")
+	w("| time | sent/s | delivered/s | p50 ms | p99 ms | events MiB (heap+idx) | parts | river_job MiB (heap+idx) | dead tuples events / river_job | river_job autovacuums | daemon RSS MiB | load |")
+	w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, row := range r.rows {
 		p := row.probe
-		w("| %s | %.0f | %.0f | %.1f | %.1f | %.1f (%.1f+%.1f) | %d | %.1f (%.1f+%.1f) | %d / %d | %d | %.1f |",
+		w("| %s | %.0f | %.0f | %.1f | %.1f | %.1f (%.1f+%.1f) | %d | %.1f (%.1f+%.1f) | %d / %d | %d | %.1f | %.1f |",
 			fmtClock(row.at), row.sentPerSec, row.deliveredPerS, toMillis(row.p50), toMillis(row.p99),
 			mib(p.eventsBytes()), mib(p.eventsHeap), mib(p.eventsIndex), p.partitions,
-			mib(p.jobsBytes()), mib(p.jobsHeap), mib(p.jobsIndex), p.eventsDead, p.jobsDead, p.jobsAutovacuums, mib(p.rss))
+			mib(p.jobsBytes()), mib(p.jobsHeap), mib(p.jobsIndex), p.eventsDead, p.jobsDead, p.jobsAutovacuums, mib(p.rss), p.load1)
 	}
 	w("")
 	w("Every %s (one character each; sizes and RSS are read every %s):", c.row, c.probe)
@@ -680,6 +696,7 @@ func (r *soakResult) markdown(m machine) string {
 		series("river_job", "MiB", func(row *soakRow) float64 { return mib(row.probe.jobsBytes()) })
 		series("river_job dead", "tuples", func(row *soakRow) float64 { return float64(row.probe.jobsDead) })
 		series("daemon RSS", "MiB", func(row *soakRow) float64 { return mib(row.probe.rss) })
+		series("machine load", "", func(row *soakRow) float64 { return row.probe.load1 })
 	}
 	w("```")
 	w("")
