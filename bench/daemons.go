@@ -677,7 +677,7 @@ func daemonsMarkdown(results []*daemonsResult, m machine) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("## Three daemons on one database, one killed")
 	w("")
-	w("Three `outboxd run` processes with default settings share %d events/s (one subscription; the receiver answers each webhook after %s). "+
+	w("Three `outboxd run` processes with default settings share %d events/s offered (one subscription; the receiver answers each webhook after %s). "+
 		"After %s the first is killed with SIGKILL; the load goes on for %s more. A delivery's daemon is the last client in River's attempted_by.",
 		results[0].rate, daemonsReceiverWait, daemonsPhase, daemonsPhase)
 	w("")
@@ -710,9 +710,9 @@ func daemonsMarkdown(results []*daemonsResult, m machine) string {
 			w("PgBouncer: at most %d client connections from the daemons, at most %d server connections to Postgres (pool size %d).", r.clientConnsMax, r.serverConnsMax, bouncerServerConns)
 			w("")
 		}
-		w("- %d events committed; **%d lost**; %d duplicates (at-least-once: the killed daemon's deliveries that it could not record as done were sent again). "+
-			"At the kill the receiver held %d webhooks of all three daemons; %d requests were cut off by it.",
-			r.committed, r.lost, r.duplicates, r.heldAtKill, r.cutOff)
+		w("- %d events committed in %s (%.0f/s of the %d/s offered); **%d lost**; %d duplicates (at-least-once: deliveries of the killed daemon that it could not record as done were sent again). "+
+			"At the kill the receiver held %d webhooks of the three daemons.",
+			r.committed, 2*daemonsPhase, float64(r.committed)/(2*daemonsPhase).Seconds(), r.rate, r.lost, r.duplicates, r.heldAtKill)
 		w("- %d deliveries taken over from the killed daemon once its heartbeat had been missing for %s (`--take-over-after`); the last of them was acknowledged %s after the kill. "+
 			"Every event committed before the kill had been received once %s after it.",
 			r.takenOver, jobs.TakeOverAfterDefault, r.takeOver.Round(time.Millisecond), r.backlogClear.Round(time.Millisecond))
