@@ -82,6 +82,10 @@ type options struct {
 	hangRate       int
 	hangDuration   time.Duration
 	idleTime       time.Duration
+
+	// rate and duration are the load of the extra scenarios (soak, daemons).
+	rate     int
+	duration time.Duration
 }
 
 var allScenarios = []string{"drain", "steady", "producer", "ceiling", "cost", "light", "poisson", "capacity", "redis", "fanout", "hanging", "history"}
@@ -103,6 +107,9 @@ func main() {
 	flag.BoolVar(&opts.quick, "quick", false, "small sizes, for a smoke run (figures are not representative)")
 	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	flag.IntVar(&opts.drainEvents, "drain-events", 20_000, "events in the backlog drain (and jobs in the ceiling)")
+	scenario := flag.String("scenario", "", "run this one scenario; besides those of -scenarios: "+strings.Join(extraScenarioNames(), ", "))
+	flag.IntVar(&opts.rate, "rate", 1_000, "events/s of the soak and daemons scenarios")
+	flag.DurationVar(&opts.duration, "duration", 30*time.Minute, "length of the soak scenario")
 	flag.StringVar(&opts.redisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis for the redis scenario (env REDIS_URL)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the daemon under test runs in it) to this file, for `go tool pprof`")
 	flag.Parse()
@@ -126,6 +133,18 @@ func main() {
 		opts.drainEvents, opts.steadyDuration, opts.producerTime = min(opts.drainEvents, 2_000), 5*time.Second, 3*time.Second
 		opts.hangDuration = 5 * time.Second
 		opts.idleTime = 5 * time.Second
+	}
+	if *scenario != "" {
+		if extra, ok := extraScenarios[*scenario]; ok {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			if err := runExtra(ctx, &opts, extra); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+				os.Exit(1)
+			}
+			return
+		}
+		*scenarios = *scenario
 	}
 	opts.scenarios = map[string]bool{}
 	for _, name := range strings.Split(*scenarios, ",") {

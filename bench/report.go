@@ -160,6 +160,8 @@ func (r *results) markdown(opts *options, m machine) string {
 	w("Measured by `make bench` (`%s`) on %s. Every figure is the median of %d runs, with the", command, time.Now().UTC().Format("2006-01-02"), opts.runs)
 	w("minimum and maximum in brackets. Postgres, the daemon, the producers and the receiver")
 	w("share the machine, as they would on a one-box install.")
+	w("")
+	w("Long runs that `make bench` does not make (a soak under retention; three daemons, one killed, directly and through PgBouncer) are in [benchmarks-soak.md](benchmarks-soak.md).")
 	if opts.quick {
 		w("")
 		w("**Quick run: sizes are small and the figures are not representative.**")

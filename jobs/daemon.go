@@ -234,7 +234,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	})
 	river.AddWorker(workers, &lettaAgentWebhookWorker{pool: pool, store: c.Store})
 	river.AddWorker(workers, &orderedSweepWorker{store: c.Store, logger: c.Logger.With(slog.String("component", "ordered"))})
-	river.AddWorker(workers, &pruneWorker{store: c.Store, retention: c.EventRetention, logger: c.Logger.With(slog.String("component", "retention")), now: time.Now, retryWait: time.Second})
+	river.AddWorker(workers, &pruneWorker{store: c.Store, retention: c.EventRetention, interval: c.RetentionInterval, logger: c.Logger.With(slog.String("component", "retention")), now: time.Now, retryWait: time.Second})
 
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		ID:     d.id,
@@ -322,6 +322,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		slog.String("schema", d.config.Store.Schema()),
 		slog.Int("delivery_workers", d.config.DeliveryWorkers),
 		slog.Int("fanout_workers", d.config.FanoutWorkers))
+	d.warnIfNoAutovacuum(ctx)
 	return nil
 }
 

@@ -40,7 +40,10 @@ func TestDatabaseOutageIsReportedNotFlooded(t *testing.T) {
 	outboxtest.Event(b.ctx, t, direct, nil)
 	rcv.next(t)
 	problems := func() []loggedRecord {
-		return logs.records(func(r loggedRecord) bool { return r.Level >= slog.LevelWarn })
+		return logs.records(func(r loggedRecord) bool {
+			// (CI's Postgres runs without autovacuum, which the daemon points out.)
+			return r.Level >= slog.LevelWarn && !strings.HasPrefix(r.Message, autovacuumWarning)
+		})
 	}
 	require.Empty(t, problems())
 

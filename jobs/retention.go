@@ -33,6 +33,12 @@ const (
 	partitionsAhead    = 3 * 24 * time.Hour
 	partitionsAheadMax = 10
 
+	// partitionsAheadRuns: partitions also reach this many retention runs
+	// ahead (within partitionsAhead), so that with narrow partitions and a long
+	// --retention-interval the next run, or one that comes a little late, still
+	// finds them made and no event lands in the DEFAULT partition.
+	partitionsAheadRuns = 3
+
 	// dropLockTimeout bounds how long dropping a partition waits for the
 	// table's lock, and so how long producers can queue behind it.
 	dropLockTimeout = 50 * time.Millisecond
@@ -59,8 +65,10 @@ type pruneWorker struct {
 	river.WorkerDefaults[PruneArgs]
 	store     *outbox.Store
 	retention time.Duration
-	logger    *slog.Logger
-	now       func() time.Time
+	// interval is how often retention runs (Config.RetentionInterval).
+	interval time.Duration
+	logger   *slog.Logger
+	now      func() time.Time
 	// retryWait is the pause before trying a busy drop again.
 	retryWait time.Duration
 }
@@ -71,7 +79,7 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	if err != nil {
 		return err
 	}
-	ahead := min(partitionsAhead, partitionsAheadMax*settings.EventPartitionInterval)
+	ahead := min(partitionsAhead, max(partitionsAheadMax*settings.EventPartitionInterval, partitionsAheadRuns*w.interval))
 	made, err := w.store.EventPartitionsEnsure(ctx, now, now.Add(ahead))
 	if err != nil {
 		return err

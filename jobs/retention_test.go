@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -90,4 +91,35 @@ func TestRetentionDropsDaysWhoseEventsAreDoneWith(t *testing.T) {
 	parts, err = b.store.EventPartitions(b.ctx)
 	require.NoError(t, err)
 	require.NotEqual(t, today[0].Name, parts[0].Name)
+}
+
+// TestRetentionMakesPartitionsAheadOfItsNextRuns: with narrow partitions and a
+// retention interval longer than ten of them, partitions still reach past the
+// next runs, so that no event lands in the DEFAULT partition between runs.
+func TestRetentionMakesPartitionsAheadOfItsNextRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := outboxtest.Store(t)
+	_, err := outboxtest.Pool(t).Exec(ctx, fmt.Sprintf("UPDATE %s.settings SET event_partition_interval = '1 minute'", store.Schema()))
+	require.NoError(t, err)
+
+	now := time.Now()
+	reach := func(interval time.Duration) time.Time {
+		t.Helper()
+		worker := &pruneWorker{store: store, retention: EventRetentionDefault, interval: interval, logger: slog.New(slog.DiscardHandler),
+			now: func() time.Time { return now }, retryWait: time.Millisecond}
+		require.NoError(t, worker.Work(ctx, &river.Job[PruneArgs]{}))
+		parts, err := store.EventPartitions(ctx)
+		require.NoError(t, err)
+		return parts[len(parts)-1].To
+	}
+	// The migration's day partitions reach three days ahead: start after them.
+	parts, err := store.EventPartitions(ctx)
+	require.NoError(t, err)
+	now = parts[len(parts)-1].To.Add(time.Second)
+
+	// A short interval: ten partitions ahead.
+	require.WithinDuration(t, now.Truncate(time.Minute).Add(11*time.Minute), reach(time.Minute), 0)
+	// Runs every 15 minutes: three runs ahead, although that is 45 partitions.
+	require.WithinDuration(t, now.Truncate(time.Minute).Add(46*time.Minute), reach(15*time.Minute), 0)
 }

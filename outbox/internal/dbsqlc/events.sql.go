@@ -42,12 +42,18 @@ WITH claimed AS (
     FOR UPDATE SKIP LOCKED
 ),
 batch AS (
-    -- By arrays of the claimed keys rather than a join, so each partition is
-    -- probed through its primary key whatever the planner thinks of its size.
+    -- By the array of the claimed ids rather than a join, so each partition is
+    -- probed through its primary key whatever the planner thinks of its size;
+    -- and by the claimed range of created_at, which lets Postgres skip every
+    -- partition outside it when the statement runs. (Not created_at = ANY of
+    -- the claimed times: Postgres cannot prune partitions by that, and may
+    -- probe the primary key with every pair of the two arrays, 250,000 probes
+    -- for 500 events.) Ids are unique, so the range selects nothing more.
     UPDATE outbox.events AS e
     SET dispatched_at = now(), fanned_out_at = now()
     WHERE e.id = ANY(ARRAY(SELECT c.id FROM claimed AS c))
-        AND e.created_at = ANY(ARRAY(SELECT c.created_at FROM claimed AS c))
+        AND e.created_at >= (SELECT min(c.created_at) FROM claimed AS c)
+        AND e.created_at <= (SELECT max(c.created_at) FROM claimed AS c)
     RETURNING e.id, coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at)) AS event_id, e.type, e.organization_id, e.agent_id
 ),
 matched AS (
