@@ -81,9 +81,18 @@ type options struct {
 	hangRate       int
 	hangDuration   time.Duration
 	idleTime       time.Duration
+
+	// scale and backlog (bench/scale.go, bench/backlog.go)
+	hours         float64
+	rate          int
+	backlogEvents int
 }
 
 var allScenarios = []string{"drain", "steady", "producer", "ceiling", "cost", "light", "poisson", "capacity", "redis", "fanout", "hanging", "history"}
+
+// longScenarios run only when named: they take from minutes to hours, and write
+// their own report (bench/scale.go, bench/backlog.go).
+var longScenarios = []string{"scale", "backlog"}
 
 const (
 	poolConns        = 20
@@ -102,6 +111,10 @@ func main() {
 	flag.BoolVar(&opts.quick, "quick", false, "small sizes, for a smoke run (figures are not representative)")
 	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	flag.IntVar(&opts.drainEvents, "drain-events", 20_000, "events in the backlog drain (and jobs in the ceiling)")
+	scenario := flag.String("scenario", "", "run this one scenario (an alias of -scenarios; also "+strings.Join(longScenarios, ", ")+", which the default list leaves out)")
+	flag.Float64Var(&opts.hours, "hours", 24, "scale: hours of history to fill in before measuring")
+	flag.IntVar(&opts.rate, "rate", 1_000, "scale: events/s of the filled history")
+	flag.IntVar(&opts.backlogEvents, "backlog-events", 1_000_000, "backlog: events committed while the receiver is down")
 	flag.StringVar(&opts.redisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis for the redis scenario (env REDIS_URL)")
 	flag.Parse()
 
@@ -114,10 +127,13 @@ func main() {
 		opts.idleTime = 5 * time.Second
 	}
 	opts.scenarios = map[string]bool{}
+	if *scenario != "" {
+		*scenarios = *scenario
+	}
 	for _, name := range strings.Split(*scenarios, ",") {
 		name = strings.TrimSpace(name)
-		if !slices.Contains(allScenarios, name) {
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (known: %s)\n", name, strings.Join(allScenarios, ", "))
+		if !slices.Contains(allScenarios, name) && !slices.Contains(longScenarios, name) {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (known: %s)\n", name, strings.Join(append(allScenarios, longScenarios...), ", "))
 			os.Exit(2)
 		}
 		opts.scenarios[name] = true
@@ -157,6 +173,10 @@ func run(ctx context.Context, opts *options) error {
 		return err
 	}
 	defer rcv.close()
+
+	if opts.scenarios["scale"] || opts.scenarios["backlog"] {
+		return runLong(ctx, pool, rcv, opts)
+	}
 
 	results := &results{}
 	for i := 1; i <= opts.runs; i++ {
@@ -416,6 +436,8 @@ type steadyConfig struct {
 	redis *redis.Client
 	// beforeStop runs before the daemon is stopped.
 	beforeStop func()
+	// configure, if set, changes the daemon's configuration before it starts.
+	configure func(*jobs.Config)
 }
 
 // steadyWith publishes at a fixed rate while the daemon delivers to the
@@ -423,7 +445,11 @@ type steadyConfig struct {
 // the receiver verifying the webhook on its main path; events committed during
 // the warm-up are delivered but not measured.
 func steadyWith(ctx context.Context, env *benchEnv, rcv *receiver, cfg *steadyConfig) (*steadyResult, error) {
-	daemon, err := jobs.NewDaemon(env.pool, &jobs.Config{Store: env.store, Guard: loopbackGuard(), Redis: cfg.redis})
+	config := &jobs.Config{Store: env.store, Guard: loopbackGuard(), Redis: cfg.redis}
+	if cfg.configure != nil {
+		cfg.configure(config)
+	}
+	daemon, err := jobs.NewDaemon(env.pool, config)
 	if err != nil {
 		return nil, err
 	}
