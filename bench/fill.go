@@ -79,6 +79,27 @@ func fill(ctx context.Context, env *benchEnv, spec fillSpec) (*fillStats, error)
 		return nil, fmt.Errorf("fill partitions: %w", err)
 	}
 
+	// River's indexes (two of them GIN) are built once after the fill rather
+	// than row by row: several times faster, and as compact as after a REINDEX.
+	rows, err := env.pool.Query(ctx, `SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index AS i
+		JOIN pg_class AS c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass AND NOT i.indisprimary AND NOT i.indisunique`, s+".river_job")
+	if err != nil {
+		return nil, err
+	}
+	indexes, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) ([2]string, error) {
+		var def [2]string
+		err := row.Scan(&def[0], &def[1])
+		return def, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fill: river_job's indexes: %w", err)
+	}
+	for _, index := range indexes {
+		if _, err := env.pool.Exec(ctx, "DROP INDEX "+s+"."+index[0]); err != nil {
+			return nil, err
+		}
+	}
+
 	stats := &fillStats{}
 	for from := int64(1); from <= total; from += fillChunk {
 		to := min(from+fillChunk-1, total)
@@ -109,9 +130,11 @@ func fill(ctx context.Context, env *benchEnv, spec fillSpec) (*fillStats, error)
 					       jsonb_build_object('event_id', %[1]s.event_id(e.id, e.created_at), 'subscription_id', 'sub_' || (e.id %% %[2]d), 'agent_id', e.agent_id),
 					       x.state::%[1]s.river_job_state, x.attempt, 8, 1, x.attempted_at, ARRAY['bench-fill'],
 					       e.created_at + interval '10 milliseconds', x.scheduled_at, x.finalized_at,
-					       jsonb_build_object('attempts', (SELECT jsonb_agg(jsonb_build_object('attempt', a, 'at', x.attempted_at,
-					           'status_code', CASE WHEN x.state = 'completed' AND a = x.attempt THEN 204 ELSE 503 END, 'duration_ms', 3.2))
-					           FROM generate_series(1, x.attempt) AS a)),
+					       jsonb_build_object('attempts', CASE WHEN x.attempt = 1
+					           THEN jsonb_build_array(jsonb_build_object('attempt', 1, 'at', x.attempted_at,
+					               'status_code', CASE WHEN x.state = 'completed' THEN 204 ELSE 503 END, 'duration_ms', 3.2))
+					           ELSE (SELECT jsonb_agg(jsonb_build_object('attempt', a, 'at', x.attempted_at, 'status_code', 503, 'duration_ms', 3.2))
+					               FROM generate_series(1, x.attempt) AS a) END),
 					       CASE WHEN x.state = 'completed' THEN NULL
 					            ELSE ARRAY[jsonb_build_object('at', x.attempted_at, 'attempt', x.attempt, 'error', 'receiver answered 503', 'trace', '')] END
 					FROM e
@@ -155,6 +178,20 @@ func fill(ctx context.Context, env *benchEnv, spec fillSpec) (*fillStats, error)
 			logf("  fill: %s of %s events (%s)", thousands(float64(to)), thousands(float64(total)), time.Since(start).Round(time.Second))
 		}
 	}
+	indexStart := time.Now()
+	for _, index := range indexes {
+		err := pgx.BeginFunc(ctx, env.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '512MB'"); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, index[1])
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fill: rebuild %s: %w", index[0], err)
+		}
+	}
+	logf("  fill: river_job's %d indexes built in %s", len(indexes), time.Since(indexStart).Round(time.Second))
 	vacuumStart := time.Now()
 	if _, err := env.pool.Exec(ctx, fmt.Sprintf(`VACUUM (ANALYZE) %[1]s.events, %[1]s.river_job, %[1]s.subscriptions`, s)); err != nil {
 		return nil, fmt.Errorf("fill: vacuum: %w", err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,9 +46,10 @@ type retentionResult struct {
 	pruneTook       time.Duration
 	partitionRows   int64
 	dropTook        time.Duration
-	longestLockWait time.Duration // longest any session of the database waited for a lock during the pass
-	steady          *steadyResult // the load that ran meanwhile
-	unfinished      bool          // the cleaner had not finished when the load ended
+	longestLockWait time.Duration            // longest any session of the database waited for a lock during the pass
+	lockWaits       map[string]time.Duration // the longest by kind of lock (pg_stat_activity.wait_event)
+	steady          *steadyResult            // the load that ran meanwhile
+	unfinished      bool                     // the cleaner had not finished when the load ended
 }
 
 type scaleResult struct {
@@ -80,6 +83,11 @@ func runScale(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *opti
 			}
 			logf("  scale: events %s heap + %s indexes, river_job %s heap + %s indexes", bytesText(res.eventsSize.heap), bytesText(res.eventsSize.indexes),
 				bytesText(res.jobSize.heap), bytesText(res.jobSize.indexes))
+			// The history first, on the filled state alone (the runs below add
+			// deliveries of another type to the newest end).
+			if res.history, err = historyQueries(ctx, full); err != nil {
+				return 0, err
+			}
 			fullSecret, err := subscribeSecret(ctx, full, rcv)
 			if err != nil {
 				return 0, err
@@ -103,9 +111,6 @@ func runScale(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *opti
 					*side.runs = append(*side.runs, scaleRun{steady: s, drain: rate})
 					logf("  scale %d, %s: steady p50 %s p99 %s; drain %.0f deliveries/s", i, side.name, ms(s.p50), ms(s.p99), rate)
 				}
-			}
-			if res.history, err = historyQueries(ctx, full); err != nil {
-				return 0, err
 			}
 			rcv.secrets.Store(&[]signing.Secret{fullSecret})
 			res.retention, err = retentionPass(ctx, full, rcv, opts)
@@ -205,18 +210,31 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 	watch, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var longest atomic.Int64
+	var waitsMu sync.Mutex
+	waits := map[string]time.Duration{}
 	var cleanerStart, cleanerEnd atomic.Int64 // unix nanos
 	cleanerDone := make(chan struct{})
 	wg.Add(2)
-	go func() { // lock waits
+	go func() { // lock waits, by kind (relation, tuple, transactionid, advisory, …)
 		defer wg.Done()
 		for watch.Err() == nil {
-			var wait float64
-			if err := env.pool.QueryRow(watch, `SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)::float8
-				FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&wait); err == nil {
-				if d := int64(wait * float64(time.Second)); d > longest.Load() {
-					longest.Store(d)
+			rows, err := env.pool.Query(watch, `SELECT wait_event, max(extract(epoch FROM clock_timestamp() - query_start))::float8
+				FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' GROUP BY wait_event`)
+			if err == nil {
+				for rows.Next() {
+					var kind string
+					var wait float64
+					if rows.Scan(&kind, &wait) == nil {
+						d := time.Duration(wait * float64(time.Second))
+						waitsMu.Lock()
+						waits[kind] = max(waits[kind], d)
+						waitsMu.Unlock()
+						if d > time.Duration(longest.Load()) {
+							longest.Store(int64(d))
+						}
+					}
 				}
+				rows.Close()
 			}
 			sleepCtx(watch, 25*time.Millisecond)
 		}
@@ -284,6 +302,7 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 	}
 	res.dropTook = drops.took(oldPartition)
 	res.longestLockWait = time.Duration(longest.Load())
+	res.lockWaits = waits
 	logf("  retention: %s jobs pruned at %.0f/s; partition dropped in %s; longest lock wait %s; p99 meanwhile %s",
 		thousands(float64(res.completedPruned)), res.pruneRate, ms(res.dropTook), ms(res.longestLockWait), ms(res.steady.p99))
 	return res, nil
@@ -482,6 +501,10 @@ func (r *scaleResult) markdown(opts *options) string {
 		w("| cleaner's pass, s | %.1f | | |", rp.pruneTook.Seconds())
 		w("| partition drop (%s events), ms | %.1f | | |", thousands(float64(rp.partitionRows)), toMillis(rp.dropTook))
 		w("| longest lock wait of any session, ms | %.1f | ≤ %s | %s |", toMillis(rp.longestLockWait), ms(scaleLockTarget), met(rp.longestLockWait <= scaleLockTarget))
+		kinds := slices.Sorted(maps.Keys(rp.lockWaits))
+		for _, kind := range kinds {
+			w("| … waiting for a %s lock, ms | %.1f | | |", kind, toMillis(rp.lockWaits[kind]))
+		}
 		w("| steady p99 during the pass, ms (÷ filled without) | %.1f (%.2f) | | |", toMillis(rp.steady.p99), toMillis(rp.steady.p99)/fullP99)
 		w("| steady max during the pass, ms | %.1f | | |", toMillis(rp.steady.max))
 		if rp.unfinished {

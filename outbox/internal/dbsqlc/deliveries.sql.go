@@ -156,6 +156,10 @@ WHERE d.id IN (
             WHEN j.attempt > 0 THEN 'retrying'
             ELSE 'pending'
         END) = $6)
+        -- The same, said so that the planner can walk migration 14's index of
+        -- ended deliveries newest first (a custom plan folds the other branch).
+        AND ($6::text IS DISTINCT FROM 'dead' OR j.state = 'discarded')
+        AND ($6::text IS DISTINCT FROM 'cancelled' OR j.state = 'cancelled')
         AND ($7::timestamptz IS NULL OR j.created_at >= $7)
         AND ($8::timestamptz IS NULL OR j.created_at < $8)
         AND ($9::bigint IS NULL OR j.id < $9)
