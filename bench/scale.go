@@ -38,6 +38,9 @@ const (
 type scaleRun struct {
 	steady *steadyResult
 	drain  float64
+	// cpu is the drain's CPU per delivery, µs: this process (daemon, receiver)
+	// and the Postgres server.
+	cpuSelf, cpuServer float64
 }
 
 type retentionResult struct {
@@ -104,11 +107,13 @@ func runScale(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *opti
 					if err != nil {
 						return 0, fmt.Errorf("steady, %s: %w", side.name, err)
 					}
+					cpu := startCPU(side.env.pool.Config().ConnConfig.Database)
 					rate, err := drainExisting(ctx, side.env, rcv, opts.drainEvents)
 					if err != nil {
 						return 0, fmt.Errorf("drain, %s: %w", side.name, err)
 					}
-					*side.runs = append(*side.runs, scaleRun{steady: s, drain: rate})
+					self, server := cpu.stop().per(opts.drainEvents)
+					*side.runs = append(*side.runs, scaleRun{steady: s, drain: rate, cpuSelf: self, cpuServer: server})
 					logf("  scale %d, %s: steady p50 %s p99 %s; drain %.0f deliveries/s", i, side.name, ms(s.p50), ms(s.p99), rate)
 				}
 			}
@@ -476,6 +481,20 @@ func (r *scaleResult) markdown(opts *options) string {
 	w("| steady, commit → receipt p99, ms | %.1f | %.1f | %.2f | ≤ %.2f× | %s |", emptyP99, fullP99, fullP99/emptyP99, scaleSteadyTarget, met(fullP99/emptyP99 <= scaleSteadyTarget))
 	w("| drain of %s events, deliveries/s | %s | %s | %.2f (time %.2f×) | time ≤ %.2f× | %s |", thousands(float64(opts.drainEvents)), thousands(emptyDrain), thousands(fullDrain),
 		fullDrain/emptyDrain, emptyDrain/fullDrain, scaleSteadyTarget, met(emptyDrain/fullDrain <= scaleSteadyTarget))
+	cpuOf := func(runs []scaleRun, f func(scaleRun) float64) float64 {
+		values := make([]float64, len(runs))
+		for i, run := range runs {
+			values[i] = f(run)
+		}
+		return medianOf(values)
+	}
+	self := func(r scaleRun) float64 { return r.cpuSelf }
+	server := func(r scaleRun) float64 { return r.cpuServer }
+	w("| drain, CPU per delivery in Postgres, µs | %.0f | %.0f | %.2f | | |", cpuOf(r.empty, server), cpuOf(r.full, server), cpuOf(r.full, server)/cpuOf(r.empty, server))
+	w("| drain, CPU per delivery in the daemon and receiver, µs | %.0f | %.0f | %.2f | | |", cpuOf(r.empty, self), cpuOf(r.full, self), cpuOf(r.full, self)/cpuOf(r.empty, self))
+	w("")
+	w("CPU is read from /proc: this process (daemon, producers, receiver) and the Postgres processes of")
+	w("the benchmark's database plus the server's background processes (which also serve other databases).")
 	w("")
 	w("### Delivery history on the filled schema")
 	w("")
