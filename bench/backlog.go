@@ -248,10 +248,12 @@ func readRSS(pid int) int64 {
 	return 0
 }
 
-func (r *backlogResult) markdown(_ *options) string {
+func (r *backlogResult) markdown(opts *options) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("## Memory under a backlog of %s events", thousands(float64(r.events)))
+	w(backlogHeading+" of %s events", thousands(float64(r.events)))
+	w("")
+	w("Measured by `%s` on %s.", longCommand(opts), time.Now().UTC().Format("2006-01-02"))
 	w("")
 	w("`outboxd run` (built from ./cmd/outboxd, its own process, default settings except `%s`)", strings.Join(backlogFlags, " "))
 	w("delivers to one subscription whose receiver is down while %s events are committed and fanned", thousands(float64(r.events)))

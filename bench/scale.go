@@ -374,6 +374,9 @@ func bytesText(n int64) string {
 // runLong runs the long scenarios (scale, backlog) once each and writes their
 // report (to -out as well as stdout).
 func runLong(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *options) error {
+	// A section the run did not make is kept from the report it replaces, so
+	// make bench-scale and make bench-backlog each update their own.
+	previous := previousSections(opts.out)
 	var sections []string
 	if opts.scenarios["scale"] {
 		res, err := runScale(ctx, pool, rcv, opts)
@@ -381,6 +384,8 @@ func runLong(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 			return err
 		}
 		sections = append(sections, res.markdown(opts))
+	} else if old, ok := previous[scaleHeading]; ok {
+		sections = append(sections, old)
 	}
 	if opts.scenarios["backlog"] {
 		res, err := runBacklog(ctx, pool, opts)
@@ -388,6 +393,8 @@ func runLong(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 			return err
 		}
 		sections = append(sections, res.markdown(opts))
+	} else if old, ok := previous[backlogHeading]; ok {
+		sections = append(sections, old)
 	}
 	if bad := rcv.badSignatures.Load(); bad > 0 {
 		return fmt.Errorf("the receiver rejected %d signatures", bad)
@@ -397,7 +404,9 @@ func runLong(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# Benchmarks at scale")
 	w("")
-	w("Measured by `%s` on %s; [benchmarks.md](benchmarks.md) has the figures on an empty schema.", longCommand(opts), time.Now().UTC().Format("2006-01-02"))
+	w("Written by `make bench-scale` and `make bench-backlog`; each replaces its own section and keeps")
+	w("the other's. [benchmarks.md](benchmarks.md) has the figures on an empty schema. The machine")
+	w("below is the one the latest section was measured on.")
 	w("")
 	w("- CPU: %s, %d cores; memory %s", m.cpu, m.cores, m.memory)
 	w("- PostgreSQL %s (its configuration as installed); %s, River %s", m.postgres, m.goVersion, m.river)
@@ -413,6 +422,44 @@ func runLong(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 		logf("wrote %s", opts.out)
 	}
 	return nil
+}
+
+// The long scenarios' sections start with these headings.
+const (
+	scaleHeading   = "## Scale"
+	backlogHeading = "## Memory under a backlog"
+)
+
+// previousSections reads the report at path (if any) and returns its long
+// scenarios' sections by heading, each up to the next section of its kind.
+func previousSections(path string) map[string]string {
+	found := map[string]string{}
+	if path == "" {
+		return found
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return found
+	}
+	text := string(data)
+	headings := []string{scaleHeading, backlogHeading}
+	for _, heading := range headings {
+		start := strings.Index(text, "\n"+heading)
+		if start < 0 {
+			continue
+		}
+		section := text[start+1:]
+		for _, other := range headings {
+			if other == heading {
+				continue
+			}
+			if end := strings.Index(section, "\n"+other); end >= 0 {
+				section = section[:end+1]
+			}
+		}
+		found[heading] = section
+	}
+	return found
 }
 
 func longCommand(opts *options) string {
@@ -467,7 +514,9 @@ func (r *scaleResult) markdown(opts *options) string {
 	emptyDrain, fullDrain := drainOf(r.empty), drainOf(r.full)
 	events := float64(r.fill.events)
 
-	w("## Scale: %g hours at %s events/s", r.spec.hours, thousands(float64(r.spec.rate)))
+	w(scaleHeading+": %g hours at %s events/s", r.spec.hours, thousands(float64(r.spec.rate)))
+	w("")
+	w("Measured by `%s` on %s.", longCommand(opts), time.Now().UTC().Format("2006-01-02"))
 	w("")
 	w("A schema filled by set-based SQL with the state of an install after %g hours at %s events/s:", r.spec.hours, thousands(float64(r.spec.rate)))
 	w("%s events (Letta-like payloads, day partitions, 100 subscriptions of 10 organizations, 5,000 agents),", thousands(events))
