@@ -191,6 +191,17 @@ SELECT
 -- dropping takes outbox.events' lock for an instant.
 SELECT outbox.events_partition_drop(@name::text);
 
+-- name: EventPartitionDetach :exec
+-- Detaches a partition and deletes its idempotency keys: the first of
+-- retention's two steps, the one that takes outbox.events' lock (for a change
+-- of the catalog only). The caller sets lock_timeout.
+SELECT outbox.events_partition_detach(@name::text);
+
+-- name: EventsDetachedDrop :many
+-- Drops the partitions detached by EventPartitionDetach, in a transaction of
+-- its own that takes no lock producers wait for.
+SELECT name::text FROM outbox.events_detached_drop() AS name;
+
 -- name: LockTimeoutSet :exec
 SELECT set_config('lock_timeout', @timeout::text, true);
 
