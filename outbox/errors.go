@@ -95,6 +95,10 @@ var constraints = map[string]constraint{
 	"web_sessions_expiry":                  {"lifetime", "must be positive"},
 	"web_sessions_agent_in_organization":   {"agent_id", "only for an organization's session"},
 	"web_sessions_admin_credential":        {"admin_token_digest", "required for an admin session (no organization_id)"},
+	"portal_sessions_organization_id_length": {"organization_id", "1 to 255 characters"},
+	"portal_sessions_agent_id_length":        {"agent_id", "1 to 255 characters"},
+	"portal_sessions_created_by_length":      {"created_by", "at most 255 characters"},
+	"portal_sessions_expiry":                 {"expires_in", "must be positive"},
 }
 
 // violation is the ValidationError for breaking the named constraint: what the
