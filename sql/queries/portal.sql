@@ -68,3 +68,90 @@ signed_out AS (
     RETURNING w.id
 )
 SELECT revoked.* FROM revoked;
+
+-- name: SubscriptionStats :many
+-- For each subscription, its deliveries created in the last 24 hours, at most
+-- @sample of the newest: counts by outcome and the median duration of the
+-- delivering attempt. Each walks the subscription's delivery index newest
+-- first, so a page of endpoints costs at most (endpoints x sample) rows,
+-- however long the delivery log is.
+SELECT
+    s.id::text AS subscription_id,
+    count(j.id)::bigint AS total,
+    count(j.id) FILTER (WHERE j.state = 'completed')::bigint AS delivered,
+    count(j.id) FILTER (WHERE j.state = 'discarded')::bigint AS dead,
+    count(j.id) FILTER (WHERE j.state IN ('retryable', 'scheduled', 'available') AND j.attempt > 0)::bigint AS retrying,
+    coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY (j.metadata -> 'attempts' -> -1 ->> 'duration_ms')::float8)
+        FILTER (WHERE j.state = 'completed'), 0)::float8 AS p50_ms
+FROM unnest(@subscription_ids::text[]) AS s(id)
+LEFT JOIN LATERAL (
+    SELECT r.id, r.state, r.attempt, r.metadata
+    FROM outbox.river_job AS r
+    WHERE r.kind = 'outboxd.delivery'
+        AND r.args ->> 'subscription_id' = s.id
+        AND r.created_at >= now() - interval '24 hours'
+    ORDER BY r.id DESC
+    LIMIT @sample
+) AS j ON true
+GROUP BY s.id;
+
+-- name: SubscriptionHourly :many
+-- A subscription's deliveries created in the last 24 hours (at most @sample of
+-- the newest), by hour and outcome, for the endpoint's chart.
+SELECT
+    date_bin('1 hour', j.created_at, '2000-01-01 00:00:00+00')::timestamptz AS hour,
+    count(*) FILTER (WHERE j.state = 'completed')::bigint AS delivered,
+    count(*) FILTER (WHERE j.state = 'discarded' OR (j.state IN ('retryable', 'scheduled', 'available') AND j.attempt > 0))::bigint AS failed,
+    count(*) FILTER (WHERE j.state = 'cancelled')::bigint AS cancelled,
+    count(*) FILTER (WHERE j.state IN ('pending', 'running') OR (j.state IN ('scheduled', 'available') AND j.attempt = 0))::bigint AS pending
+FROM (
+    SELECT r.created_at, r.state, r.attempt
+    FROM outbox.river_job AS r
+    WHERE r.kind = 'outboxd.delivery'
+        AND r.args ->> 'subscription_id' = @subscription_id::text
+        AND r.created_at >= now() - interval '24 hours'
+    ORDER BY r.id DESC
+    LIMIT @sample
+) AS j
+GROUP BY 1
+ORDER BY 1;
+
+-- name: EventTypesLastSeen :many
+-- When each type was last published, for one organization (or all), among the
+-- newest @sample events of the last 7 days.
+SELECT e.type, max(e.created_at)::timestamptz AS last_seen
+FROM (
+    SELECT n.type, n.created_at
+    FROM outbox.events AS n
+    WHERE (sqlc.narg(organization_id)::text IS NULL OR n.organization_id = sqlc.narg(organization_id))
+        AND n.created_at >= now() - interval '7 days'
+    ORDER BY n.id DESC
+    LIMIT @sample
+) AS e
+GROUP BY e.type;
+
+-- name: DeliveryRates :one
+-- Deliveries that ended in the last @window_seconds, by outcome, through
+-- River's (state, finalized_at) index.
+SELECT
+    count(*) FILTER (WHERE state = 'completed')::bigint AS delivered,
+    count(*) FILTER (WHERE state = 'discarded')::bigint AS dead,
+    count(*) FILTER (WHERE state = 'cancelled')::bigint AS cancelled
+FROM outbox.river_job
+WHERE kind = 'outboxd.delivery'
+    AND state IN ('completed', 'discarded', 'cancelled')
+    AND finalized_at >= now() - make_interval(secs => @window_seconds::float8);
+
+-- name: RetryingDeliveries :one
+SELECT count(*)::bigint AS retrying
+FROM outbox.river_job
+WHERE kind = 'outboxd.delivery' AND state IN ('retryable', 'scheduled') AND attempt > 0;
+
+-- name: SubscriptionsTroubled :many
+-- Subscriptions that are disabled, have an open circuit or are failing, for
+-- operators: the worst first.
+SELECT *
+FROM outbox.subscriptions
+WHERE NOT enabled OR circuit_open_until IS NOT NULL OR failure_streak > 0
+ORDER BY enabled, failure_streak DESC, id
+LIMIT @max;

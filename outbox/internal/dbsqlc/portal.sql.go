@@ -10,6 +10,77 @@ import (
 	"time"
 )
 
+const deliveryRates = `-- name: DeliveryRates :one
+SELECT
+    count(*) FILTER (WHERE state = 'completed')::bigint AS delivered,
+    count(*) FILTER (WHERE state = 'discarded')::bigint AS dead,
+    count(*) FILTER (WHERE state = 'cancelled')::bigint AS cancelled
+FROM outbox.river_job
+WHERE kind = 'outboxd.delivery'
+    AND state IN ('completed', 'discarded', 'cancelled')
+    AND finalized_at >= now() - make_interval(secs => $1::float8)
+`
+
+type DeliveryRatesRow struct {
+	Delivered int64
+	Dead      int64
+	Cancelled int64
+}
+
+// Deliveries that ended in the last @window_seconds, by outcome, through
+// River's (state, finalized_at) index.
+func (q *Queries) DeliveryRates(ctx context.Context, db DBTX, windowSeconds float64) (*DeliveryRatesRow, error) {
+	row := db.QueryRow(ctx, deliveryRates, windowSeconds)
+	var i DeliveryRatesRow
+	err := row.Scan(&i.Delivered, &i.Dead, &i.Cancelled)
+	return &i, err
+}
+
+const eventTypesLastSeen = `-- name: EventTypesLastSeen :many
+SELECT e.type, max(e.created_at)::timestamptz AS last_seen
+FROM (
+    SELECT n.type, n.created_at
+    FROM outbox.events AS n
+    WHERE ($1::text IS NULL OR n.organization_id = $1)
+        AND n.created_at >= now() - interval '7 days'
+    ORDER BY n.id DESC
+    LIMIT $2
+) AS e
+GROUP BY e.type
+`
+
+type EventTypesLastSeenParams struct {
+	OrganizationID *string
+	Sample         int32
+}
+
+type EventTypesLastSeenRow struct {
+	Type     string
+	LastSeen time.Time
+}
+
+// When each type was last published, for one organization (or all), among the
+// newest @sample events of the last 7 days.
+func (q *Queries) EventTypesLastSeen(ctx context.Context, db DBTX, arg *EventTypesLastSeenParams) ([]*EventTypesLastSeenRow, error) {
+	rows, err := db.Query(ctx, eventTypesLastSeen, arg.OrganizationID, arg.Sample)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*EventTypesLastSeenRow
+	for rows.Next() {
+		var i EventTypesLastSeenRow
+		if err := rows.Scan(&i.Type, &i.LastSeen); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const portalSessionByWebSession = `-- name: PortalSessionByWebSession :one
 SELECT id, organization_id, agent_id, link_digest, created_by, created_at, expires_at, opened_at, web_session_id, revoked_at FROM outbox.portal_sessions WHERE web_session_id = $1
 `
@@ -273,4 +344,202 @@ func (q *Queries) PortalSessionSweep(ctx context.Context, db DBTX) (int64, error
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const retryingDeliveries = `-- name: RetryingDeliveries :one
+SELECT count(*)::bigint AS retrying
+FROM outbox.river_job
+WHERE kind = 'outboxd.delivery' AND state IN ('retryable', 'scheduled') AND attempt > 0
+`
+
+func (q *Queries) RetryingDeliveries(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, retryingDeliveries)
+	var retrying int64
+	err := row.Scan(&retrying)
+	return retrying, err
+}
+
+const subscriptionHourly = `-- name: SubscriptionHourly :many
+SELECT
+    date_bin('1 hour', j.created_at, '2000-01-01 00:00:00+00')::timestamptz AS hour,
+    count(*) FILTER (WHERE j.state = 'completed')::bigint AS delivered,
+    count(*) FILTER (WHERE j.state = 'discarded' OR (j.state IN ('retryable', 'scheduled', 'available') AND j.attempt > 0))::bigint AS failed,
+    count(*) FILTER (WHERE j.state = 'cancelled')::bigint AS cancelled,
+    count(*) FILTER (WHERE j.state IN ('pending', 'running') OR (j.state IN ('scheduled', 'available') AND j.attempt = 0))::bigint AS pending
+FROM (
+    SELECT r.created_at, r.state, r.attempt
+    FROM outbox.river_job AS r
+    WHERE r.kind = 'outboxd.delivery'
+        AND r.args ->> 'subscription_id' = $1::text
+        AND r.created_at >= now() - interval '24 hours'
+    ORDER BY r.id DESC
+    LIMIT $2
+) AS j
+GROUP BY 1
+ORDER BY 1
+`
+
+type SubscriptionHourlyParams struct {
+	SubscriptionID string
+	Sample         int32
+}
+
+type SubscriptionHourlyRow struct {
+	Hour      time.Time
+	Delivered int64
+	Failed    int64
+	Cancelled int64
+	Pending   int64
+}
+
+// A subscription's deliveries created in the last 24 hours (at most @sample of
+// the newest), by hour and outcome, for the endpoint's chart.
+func (q *Queries) SubscriptionHourly(ctx context.Context, db DBTX, arg *SubscriptionHourlyParams) ([]*SubscriptionHourlyRow, error) {
+	rows, err := db.Query(ctx, subscriptionHourly, arg.SubscriptionID, arg.Sample)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*SubscriptionHourlyRow
+	for rows.Next() {
+		var i SubscriptionHourlyRow
+		if err := rows.Scan(
+			&i.Hour,
+			&i.Delivered,
+			&i.Failed,
+			&i.Cancelled,
+			&i.Pending,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const subscriptionStats = `-- name: SubscriptionStats :many
+SELECT
+    s.id::text AS subscription_id,
+    count(j.id)::bigint AS total,
+    count(j.id) FILTER (WHERE j.state = 'completed')::bigint AS delivered,
+    count(j.id) FILTER (WHERE j.state = 'discarded')::bigint AS dead,
+    count(j.id) FILTER (WHERE j.state IN ('retryable', 'scheduled', 'available') AND j.attempt > 0)::bigint AS retrying,
+    coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY (j.metadata -> 'attempts' -> -1 ->> 'duration_ms')::float8)
+        FILTER (WHERE j.state = 'completed'), 0)::float8 AS p50_ms
+FROM unnest($1::text[]) AS s(id)
+LEFT JOIN LATERAL (
+    SELECT r.id, r.state, r.attempt, r.metadata
+    FROM outbox.river_job AS r
+    WHERE r.kind = 'outboxd.delivery'
+        AND r.args ->> 'subscription_id' = s.id
+        AND r.created_at >= now() - interval '24 hours'
+    ORDER BY r.id DESC
+    LIMIT $2
+) AS j ON true
+GROUP BY s.id
+`
+
+type SubscriptionStatsParams struct {
+	SubscriptionIds []string
+	Sample          int32
+}
+
+type SubscriptionStatsRow struct {
+	SubscriptionID string
+	Total          int64
+	Delivered      int64
+	Dead           int64
+	Retrying       int64
+	P50Ms          float64
+}
+
+// For each subscription, its deliveries created in the last 24 hours, at most
+// @sample of the newest: counts by outcome and the median duration of the
+// delivering attempt. Each walks the subscription's delivery index newest
+// first, so a page of endpoints costs at most (endpoints x sample) rows,
+// however long the delivery log is.
+func (q *Queries) SubscriptionStats(ctx context.Context, db DBTX, arg *SubscriptionStatsParams) ([]*SubscriptionStatsRow, error) {
+	rows, err := db.Query(ctx, subscriptionStats, arg.SubscriptionIds, arg.Sample)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*SubscriptionStatsRow
+	for rows.Next() {
+		var i SubscriptionStatsRow
+		if err := rows.Scan(
+			&i.SubscriptionID,
+			&i.Total,
+			&i.Delivered,
+			&i.Dead,
+			&i.Retrying,
+			&i.P50Ms,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const subscriptionsTroubled = `-- name: SubscriptionsTroubled :many
+SELECT id, organization_id, agent_id, url, event_types, enabled, description, headers, retry_schedule_ms, disabled_reason, disabled_at, created_at, updated_at, agent_webhook, rate_limit_per_second, rate_tat, max_in_flight, ordering, on_dead, failure_streak, failing_since, circuit_open_until, header_names, headers_key_id, headers_ciphertext
+FROM outbox.subscriptions
+WHERE NOT enabled OR circuit_open_until IS NOT NULL OR failure_streak > 0
+ORDER BY enabled, failure_streak DESC, id
+LIMIT $1
+`
+
+// Subscriptions that are disabled, have an open circuit or are failing, for
+// operators: the worst first.
+func (q *Queries) SubscriptionsTroubled(ctx context.Context, db DBTX, max int32) ([]*OutboxSubscription, error) {
+	rows, err := db.Query(ctx, subscriptionsTroubled, max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*OutboxSubscription
+	for rows.Next() {
+		var i OutboxSubscription
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrganizationID,
+			&i.AgentID,
+			&i.Url,
+			&i.EventTypes,
+			&i.Enabled,
+			&i.Description,
+			&i.Headers,
+			&i.RetryScheduleMs,
+			&i.DisabledReason,
+			&i.DisabledAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.AgentWebhook,
+			&i.RateLimitPerSecond,
+			&i.RateTat,
+			&i.MaxInFlight,
+			&i.Ordering,
+			&i.OnDead,
+			&i.FailureStreak,
+			&i.FailingSince,
+			&i.CircuitOpenUntil,
+			&i.HeaderNames,
+			&i.HeadersKeyID,
+			&i.HeadersCiphertext,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
