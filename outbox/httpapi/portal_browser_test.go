@@ -86,7 +86,7 @@ func cookieClient(t *testing.T, ctx context.Context, b *apiBundle) func(path str
 // OUTBOXD_UPDATE_SCREENSHOTS=1, for docs/portal.md.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(t.ArtifactDir(), name), shot, 0o600))
 	if os.Getenv("OUTBOXD_UPDATE_SCREENSHOTS") == "1" {
@@ -307,9 +307,9 @@ func TestConsoleInChromium(t *testing.T) {
 	wait(t, ctx, "the endpoint", shows("disabled"))
 
 	// 360 px wide: nothing sticks out sideways but the tables' own scrollers.
-	_, err = chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 360, Height: 740, DeviceScaleFactor: 2, Mobile: true})
+	_, err = chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 360, Height: 740, DeviceScaleFactor: 1, Mobile: true})
 	require.NoError(t, err)
-	for _, path := range []string{"/console/", "/console/endpoints", "/console/endpoints/" + failing.str("id"), "/console/deliveries", "/console/events"} {
+	for _, path := range []string{"/console/", "/console/endpoints", "/console/deliveries", "/console/events", "/console/endpoints/" + failing.str("id")} {
 		require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(b.server.URL+path)))
 		wait(t, ctx, path, `document.readyState === "complete"`)
 		width, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
