@@ -104,7 +104,7 @@ func (s *Store) PortalSessionCreate(ctx context.Context, params *PortalSessionCr
 	case strings.TrimSpace(params.OrganizationID) == "":
 		return nil, invalid("organization_id", "required: a portal shows one organization")
 	case expiresIn < time.Minute || expiresIn > PortalSessionExpiresInMax:
-		return nil, invalid("expires_in", "from 1m to %s", PortalSessionExpiresInMax)
+		return nil, invalid("expires_in", "from 1m to 720h (30 days)")
 	}
 	if err := checkID("organization_id", params.OrganizationID, "portal_sessions_organization_id_length"); err != nil {
 		return nil, err
