@@ -59,3 +59,34 @@ func TestPortalCommands(t *testing.T) {
 	require.Equal(t, 1, res.code)
 	require.Equal(t, "outboxd: portal session psn_nope: not found\n", res.stderr)
 }
+
+// The portal's read-only views are in the CLI too.
+func TestPortalViewCommands(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	require.Equal(t, 0, b.run(t, "", "migrate", "up").code)
+	res := b.run(t, "", "subscriptions", "create", "--url", "https://example.com/hooks", "--org", "org-1", "--json")
+	require.Equal(t, 0, res.code, res.stderr)
+	var sub map[string]any
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &sub))
+	require.Equal(t, 0, b.run(t, "", "publish", "--type", "agent.step.completed", "--org", "org-1").code)
+
+	res = b.run(t, "", "subscriptions", "stats", sub["id"].(string))
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "last 24 h: 0 deliveries")
+	res = b.run(t, "", "subscriptions", "stats", "sub_nope")
+	require.Equal(t, 1, res.code)
+	require.Equal(t, "outboxd: subscription sub_nope: not found\n", res.stderr)
+
+	res = b.run(t, "", "events", "types", "--org", "org-1")
+	require.Equal(t, 0, res.code, res.stderr)
+	lines := strings.Split(res.stdout, "\n")
+	require.Contains(t, lines[1], "agent.step.completed")
+	require.NotContains(t, lines[1], " - ", "seen just now")
+	require.Contains(t, lines[2], "agent.step.failed")
+	require.Contains(t, lines[2], " - ")
+
+	res = b.run(t, "", "system")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "relay backlog: 1 events")
+}

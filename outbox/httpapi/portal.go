@@ -317,3 +317,31 @@ func (web *webApp) fail(w http.ResponseWriter, r *http.Request, err error) {
 		web.message(w, r, http.StatusInternalServerError, "Something went wrong", "The server could not do that; see its log.")
 	}
 }
+
+// PortalSessionCookie opens a portal session for an organization (and,
+// optionally, one agent) straight through the store and returns the cookie a
+// browser would then hold: for benchmarks and tools that load the portal's
+// pages from NewHandler without a browser.
+func PortalSessionCookie(ctx context.Context, store *outbox.Store, organizationID, agentID string) (*http.Cookie, error) {
+	created, err := store.PortalSessionCreate(ctx, &outbox.PortalSessionCreateParams{OrganizationID: organizationID, AgentID: agentID, CreatedBy: "tool"})
+	if err != nil {
+		return nil, err
+	}
+	opened, err := store.PortalSessionOpen(ctx, created.Token, "")
+	if err != nil {
+		return nil, err
+	}
+	return &http.Cookie{Name: PortalCookie, Value: opened.SessionToken, Path: "/"}, nil
+}
+
+// AdminSessionCookie starts an admin session for adminToken (one of
+// Config.AdminTokens) and returns its cookie, which opens the console: for
+// benchmarks and tools, as PortalSessionCookie.
+func AdminSessionCookie(ctx context.Context, store *outbox.Store, adminToken string) (*http.Cookie, error) {
+	digest := sha256.Sum256([]byte(adminToken))
+	session, err := store.WebSessionCreate(ctx, &outbox.WebSessionCreateParams{AdminTokenDigest: digest[:], Lifetime: SessionLifetimeDefault})
+	if err != nil {
+		return nil, err
+	}
+	return &http.Cookie{Name: SessionCookie, Value: session.Token, Path: "/"}, nil
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -331,4 +332,90 @@ func TestConsoleInChromium(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 	require.Equal(t, false, b.admin(t, "GET", "/v1/subscriptions/"+failing.str("id"), nil).body["enabled"], fmt.Sprint("a forged form changes nothing"))
+}
+
+// acceptDialogs makes the tab answer OK to every confirm() (the portal asks
+// before disabling an endpoint or rotating its secret), as a person would.
+func acceptDialogs(t *testing.T, ctx context.Context) {
+	t.Helper()
+	go func() {
+		for _, err := range chromedp.Events(ctx, cdppage.JavascriptDialogOpening) {
+			if err != nil {
+				return
+			}
+			go func() { _, _ = chromedp.Call(ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true}) }()
+		}
+	}()
+}
+
+// The endpoint page's other actions, each checked through the API: edit the
+// settings (bad input refused with the field named), disable and enable,
+// rotate the secret with a grace period, and recover a dead delivery with the
+// recovery's progress page.
+func TestPortalEndpointActionsInChromium(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sub := b.createSubscription(t, map[string]any{"url": newReceiver(t, http.StatusNoContent).server.URL, "organization_id": "org-a"})
+	failing := newReceiver(t, http.StatusServiceUnavailable)
+	dead := b.createSubscription(t, map[string]any{"url": failing.server.URL, "organization_id": "org-a", "retry_schedule": []string{}})
+	require.Equal(t, http.StatusCreated, b.admin(t, "POST", "/v1/events", map[string]any{"type": "agent.run.completed", "organization_id": "org-a"}).status)
+	b.waitFinal(t, 2)
+
+	ctx := browsertest.New(t, 3*time.Minute)
+	acceptDialogs(t, ctx)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(b.portalLink(t, map[string]any{"organization_id": "org-a"}))))
+	wait(t, ctx, "the portal", at("/portal/endpoints"))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(b.server.URL+"/portal/endpoints/"+sub.str("id"))))
+	wait(t, ctx, "the endpoint", shows("Settings"))
+
+	// Edit: a bad rate limit is refused and changes nothing; then a good edit.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("edit-event-types"), "agent.step.*, agent.run.completed"),
+		chromedp.SetValue(chromedp.ID("edit-rate-limit"), "-3"),
+		chromedp.Click(chromedp.ID("save")),
+	))
+	wait(t, ctx, "the refusal", `document.getElementById("form-error") !== null`)
+	require.Contains(t, text(t, ctx), "rate_limit")
+	require.Equal(t, []any{"*"}, b.admin(t, "GET", "/v1/subscriptions/"+sub.str("id"), nil).body["event_types"])
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("edit-event-types"), "agent.step.*, agent.run.completed"),
+		chromedp.SetValue(chromedp.ID("edit-rate-limit"), "5"),
+		chromedp.SetValue(chromedp.ID("edit-headers"), "X-Token: abc123"),
+		chromedp.SetValue(chromedp.ID("edit-ordering"), "agent"),
+		chromedp.Click(chromedp.ID("save")),
+	))
+	wait(t, ctx, "the saved settings", shows("X-Token (values hidden)"))
+	got := b.admin(t, "GET", "/v1/subscriptions/"+sub.str("id"), nil).body
+	require.Equal(t, []any{"agent.step.*", "agent.run.completed"}, got["event_types"])
+	require.EqualValues(t, 5, got["rate_limit"])
+	require.Equal(t, []any{"X-Token"}, got["header_names"])
+	require.Equal(t, "agent", got["ordering"])
+
+	// Disable (after a confirmation) and enable.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("disable"))))
+	wait(t, ctx, "the enable button", `document.getElementById("enable") !== null`)
+	require.Equal(t, false, b.admin(t, "GET", "/v1/subscriptions/"+sub.str("id"), nil).body["enabled"])
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("enable"))))
+	wait(t, ctx, "the disable button", `document.getElementById("disable") !== null`)
+	require.Equal(t, true, b.admin(t, "GET", "/v1/subscriptions/"+sub.str("id"), nil).body["enabled"])
+
+	// Rotate the secret: the new one once, the old one signing for the grace.
+	require.NoError(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("grace"), "1h"), chromedp.Click(chromedp.ID("rotate"))))
+	wait(t, ctx, "the new secret", shows("The previous secret keeps signing until"))
+	secret, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("secret").textContent`))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(secret, "whsec_"))
+
+	// Recover the dead delivery, once the receiver works again.
+	failing.status.Store(http.StatusNoContent)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(b.server.URL+"/portal/endpoints/"+dead.str("id"))))
+	wait(t, ctx, "the endpoint", shows("Recover failed deliveries"))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("recover"))))
+	wait(t, ctx, "the recovery page", `location.pathname.startsWith("/portal/recoveries/")`)
+	wait(t, ctx, "the recovery's end, through the page's own refresh", shows("Done: 1 failed deliveries sent again"))
+	screenshot(t, ctx, "portal-recovery.png")
+	b.waitFinal(t, 1)
+	deliveries := b.admin(t, "GET", "/v1/deliveries?subscription_id="+dead.str("id"), nil).list()
+	require.Len(t, deliveries, 1)
+	require.Equal(t, "delivered", deliveries[0]["state"])
 }
