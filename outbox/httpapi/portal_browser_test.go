@@ -52,8 +52,12 @@ func reloadUntil(t *testing.T, ctx context.Context, what, predicate string) {
 		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](predicate)); err == nil && ok {
 			return
 		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 		require.NoError(t, chromedp.Do(ctx, chromedp.Reload()))
-		time.Sleep(200 * time.Millisecond) //nolint:forbidigo // a person pressing reload; the predicate is the signal
 	}
 	t.Fatalf("waiting for %s; the page says:\n%s", what, text(t, ctx))
 }
@@ -343,7 +347,9 @@ func acceptDialogs(t *testing.T, ctx context.Context) {
 			if err != nil {
 				return
 			}
-			go func() { _, _ = chromedp.Call(ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true}) }()
+			go func() {
+				_, _ = chromedp.Call(ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
+			}()
 		}
 	}()
 }
