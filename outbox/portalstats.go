@@ -13,16 +13,23 @@ import (
 // (a sample of the newest rows through an index), so a page costs the same
 // with a thousand deliveries in the log or a million.
 
-// StatsSample is how many of a subscription's newest deliveries of the last 24
-// hours SubscriptionStats and SubscriptionHourly look at.
-const StatsSample = 10_000
+// How many of a subscription's newest deliveries of the last 24 hours the
+// figures look at: StatsSample for one endpoint (its page, the API, the CLI)
+// and its chart, StatsSampleList for each endpoint of a list. Each costs about
+// that many index entries and rows, whatever the length of the log; an
+// endpoint busier than that shows the figures of its newest deliveries, and
+// says so (SubscriptionStats.Sampled).
+const (
+	StatsSample     = 2_000
+	StatsSampleList = 200
+)
 
 // SubscriptionStats sums up a subscription's deliveries of the last 24 hours
-// (at most its StatsSample newest).
+// (at most a sample of the newest).
 type SubscriptionStats struct {
 	SubscriptionID string `json:"subscription_id"`
 	// Total counts the deliveries looked at; Sampled is true when there were
-	// more in the 24 hours than StatsSample.
+	// more in the 24 hours than the sample.
 	Total     int64 `json:"total"`
 	Sampled   bool  `json:"sampled"`
 	Delivered int64 `json:"delivered"`
@@ -37,9 +44,16 @@ type SubscriptionStats struct {
 }
 
 // SubscriptionStatsList returns the stats of each subscription, in the order
-// given.
-func (s *Store) SubscriptionStatsList(ctx context.Context, ids []string) ([]*SubscriptionStats, error) {
-	rows, err := s.queries.SubscriptionStats(ctx, s.on(s.db), &dbsqlc.SubscriptionStatsParams{SubscriptionIds: ids, Sample: StatsSample})
+// given, from at most sample (StatsSample, StatsSampleList) of its newest
+// deliveries of the last 24 hours.
+func (s *Store) SubscriptionStatsList(ctx context.Context, ids []string, sample int) ([]*SubscriptionStats, error) {
+	minID, err := s.JobIDAt(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.queries.SubscriptionStats(ctx, s.on(s.db), &dbsqlc.SubscriptionStatsParams{
+		SubscriptionIds: ids, MinID: minID, Sample: int32(min(max(sample, 1), 100_000)), //nolint:gosec // bounded
+	})
 	if err != nil {
 		return nil, translateError("subscription stats", err)
 	}
@@ -52,7 +66,7 @@ func (s *Store) SubscriptionStatsList(ctx context.Context, ids []string) ([]*Sub
 		st := &SubscriptionStats{SubscriptionID: id}
 		if row := byID[id]; row != nil {
 			st.Total, st.Delivered, st.Dead, st.Retrying, st.P50MS = row.Total, row.Delivered, row.Dead, row.Retrying, row.P50Ms
-			st.Sampled = row.Total >= StatsSample
+			st.Sampled = row.Total >= int64(sample)
 			if tried := row.Delivered + row.Dead + row.Retrying; tried > 0 {
 				rate := float64(row.Delivered) / float64(tried)
 				st.SuccessRate = &rate
@@ -61,6 +75,21 @@ func (s *Store) SubscriptionStatsList(ctx context.Context, ids []string) ([]*Sub
 		out[i] = st
 	}
 	return out, nil
+}
+
+// JobIDMargin widens the time bounds that JobIDAt turns into ids, for jobs
+// whose transactions committed out of creation order.
+const JobIDMargin = time.Minute
+
+// JobIDAt returns an id below which every River job (a delivery) was created
+// before at less JobIDMargin: index walks over deliveries stop there instead
+// of reading the whole log, and keep their exact time filter.
+func (s *Store) JobIDAt(ctx context.Context, at time.Time) (int64, error) {
+	id, err := s.queries.JobIDAt(ctx, s.on(s.db), at.Add(-JobIDMargin))
+	if err != nil {
+		return 0, translateError("find jobs by time", err)
+	}
+	return id, nil
 }
 
 // HourlyOutcomes counts one hour's deliveries of a subscription by outcome.
@@ -76,7 +105,11 @@ type HourlyOutcomes struct {
 // the subscription's deliveries created in it by outcome (at most StatsSample
 // newest in all). Hours without deliveries are there with zeros.
 func (s *Store) SubscriptionHourly(ctx context.Context, subscriptionID string, now time.Time) ([]HourlyOutcomes, error) {
-	rows, err := s.queries.SubscriptionHourly(ctx, s.on(s.db), &dbsqlc.SubscriptionHourlyParams{SubscriptionID: subscriptionID, Sample: StatsSample})
+	minID, err := s.JobIDAt(ctx, now.Add(-24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.queries.SubscriptionHourly(ctx, s.on(s.db), &dbsqlc.SubscriptionHourlyParams{SubscriptionID: subscriptionID, MinID: minID, Sample: StatsSample})
 	if err != nil {
 		return nil, translateError("subscription chart", err)
 	}

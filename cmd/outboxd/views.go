@@ -29,7 +29,7 @@ func newSubscriptionsStatsCommand(a *app) *cobra.Command {
 			if _, err := store.SubscriptionGet(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("subscription %s: %w", args[0], err)
 			}
-			stats, err := store.SubscriptionStatsList(cmd.Context(), args)
+			stats, err := store.SubscriptionStatsList(cmd.Context(), args, outbox.StatsSample)
 			if err != nil {
 				return err
 			}

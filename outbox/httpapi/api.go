@@ -352,7 +352,7 @@ func (a *api) subscriptionStats(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	stats, err := a.store.SubscriptionStatsList(r.Context(), []string{sub.ID})
+	stats, err := a.store.SubscriptionStatsList(r.Context(), []string{sub.ID}, outbox.StatsSample)
 	if err != nil {
 		a.fail(w, r, err)
 		return

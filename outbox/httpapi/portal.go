@@ -51,6 +51,12 @@ const webCSP = "default-src 'none'; style-src 'self'; script-src 'self'; img-src
 // formBodyMax bounds a page's form.
 const formBodyMax = 64 << 10
 
+// pageTimeout bounds the database work of a page that only reads: a filter
+// that no index serves (a rare event type over a long log) answers that it
+// took too long rather than holding a connection. Actions (a test send waits
+// for the receiver) have the server's write timeout.
+const pageTimeout = 10 * time.Second
+
 // webApp serves the portal and the console.
 type webApp struct {
 	api      *api
@@ -140,6 +146,11 @@ func (web *webApp) guard(w http.ResponseWriter, r *http.Request, v *view, cookie
 	v.CSRF = csrfToken(cookie)
 	v.RiverUI = web.riverUI && v.Console
 	ctx := context.WithValue(r.Context(), viewKey{}, v)
+	if r.Method == http.MethodGet {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, pageTimeout)
+		defer cancel()
+	}
 	r = r.WithContext(ctx)
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, formBodyMax)
@@ -310,6 +321,9 @@ func (web *webApp) fail(w http.ResponseWriter, r *http.Request, err error) {
 		web.message(w, r, http.StatusNotFound, "Not found", "There is nothing here, or nothing you may see.")
 	case errors.Is(err, outbox.ErrConflict):
 		web.message(w, r, http.StatusConflict, "That did not work", err.Error())
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil:
+		web.message(w, r, http.StatusServiceUnavailable, "This took too long",
+			"Narrow the filter (an endpoint, a time range, an event id) and try again.")
 	case errors.Is(err, outbox.ErrNoEncryptionKey):
 		web.message(w, r, http.StatusServiceUnavailable, "Not available", "The server has no encryption key for signing secrets.")
 	default:

@@ -53,7 +53,7 @@ func (web *webApp) endpointList(w http.ResponseWriter, r *http.Request) {
 	for i, sub := range subs {
 		ids[i] = sub.ID
 	}
-	stats, err := web.api.store.SubscriptionStatsList(ctx, ids)
+	stats, err := web.api.store.SubscriptionStatsList(ctx, ids, outbox.StatsSampleList)
 	if err != nil {
 		web.fail(w, r, err)
 		return
@@ -216,7 +216,7 @@ func (web *webApp) endpointShow(w http.ResponseWriter, r *http.Request) {
 // when an action just ran.
 func (web *webApp) showEndpoint(w http.ResponseWriter, r *http.Request, status int, sub *outbox.Subscription, test *testResult, problem string) {
 	ctx := r.Context()
-	stats, err := web.api.store.SubscriptionStatsList(ctx, []string{sub.ID})
+	stats, err := web.api.store.SubscriptionStatsList(ctx, []string{sub.ID}, outbox.StatsSample)
 	if err != nil {
 		web.fail(w, r, err)
 		return

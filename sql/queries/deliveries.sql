@@ -95,6 +95,8 @@ WHERE d.id IN (
         AND (sqlc.narg(since)::timestamptz IS NULL OR j.created_at >= sqlc.narg(since))
         AND (sqlc.narg(until)::timestamptz IS NULL OR j.created_at < sqlc.narg(until))
         AND (sqlc.narg(before_id)::bigint IS NULL OR j.id < sqlc.narg(before_id))
+        -- since and until as ids (JobIDAt), so the walk stops where they end.
+        AND (sqlc.narg(min_id)::bigint IS NULL OR j.id >= sqlc.narg(min_id))
     ORDER BY j.id DESC
     LIMIT @max
 )

@@ -71,7 +71,7 @@ SELECT revoked.* FROM revoked;
 
 -- name: SubscriptionStats :many
 -- For each subscription, its deliveries created in the last 24 hours, at most
--- @sample of the newest: counts by outcome and the median duration of the
+-- @sample of the newest (from @min_id, JobIDAt a day ago): counts by outcome and the median duration of the
 -- delivering attempt. Each walks the subscription's delivery index newest
 -- first, so a page of endpoints costs at most (endpoints x sample) rows,
 -- however long the delivery log is.
@@ -89,6 +89,7 @@ LEFT JOIN LATERAL (
     FROM outbox.river_job AS r
     WHERE r.kind = 'outboxd.delivery'
         AND r.args ->> 'subscription_id' = s.id
+        AND r.id >= @min_id::bigint
         AND r.created_at >= now() - interval '24 hours'
     ORDER BY r.id DESC
     LIMIT @sample
@@ -109,6 +110,7 @@ FROM (
     FROM outbox.river_job AS r
     WHERE r.kind = 'outboxd.delivery'
         AND r.args ->> 'subscription_id' = @subscription_id::text
+        AND r.id >= @min_id::bigint
         AND r.created_at >= now() - interval '24 hours'
     ORDER BY r.id DESC
     LIMIT @sample
@@ -155,3 +157,24 @@ FROM outbox.subscriptions
 WHERE NOT enabled OR circuit_open_until IS NOT NULL OR failure_streak > 0
 ORDER BY enabled, failure_streak DESC, id
 LIMIT @max;
+
+-- name: JobIDAt :one
+-- The first id from which River's jobs were created at or after @at, found by
+-- bisecting the primary key (a few dozen index probes), because ids grow with
+-- creation time and created_at has no index of its own. Callers widen @at by a
+-- margin for jobs committed out of order and keep their exact time filter: the
+-- id only stops their index walks where the time range ends.
+WITH RECURSIVE span (lo, hi) AS (
+    SELECT coalesce((SELECT min(id) FROM outbox.river_job), 1)::bigint,
+        (coalesce((SELECT max(id) FROM outbox.river_job), 0) + 1)::bigint
+    UNION ALL
+    SELECT
+        (CASE WHEN coalesce(probe.created_at < @at::timestamptz, false) THEN (s.lo + s.hi) / 2 + 1 ELSE s.lo END)::bigint,
+        (CASE WHEN coalesce(probe.created_at < @at::timestamptz, false) THEN s.hi ELSE (s.lo + s.hi) / 2 END)::bigint
+    FROM span AS s
+    LEFT JOIN LATERAL (
+        SELECT j.created_at FROM outbox.river_job AS j WHERE j.id >= (s.lo + s.hi) / 2 ORDER BY j.id LIMIT 1
+    ) AS probe ON true
+    WHERE s.lo < s.hi
+)
+SELECT max(span.lo)::bigint AS id FROM span;

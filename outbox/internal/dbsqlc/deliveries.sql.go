@@ -156,8 +156,10 @@ WHERE d.id IN (
         AND ($7::timestamptz IS NULL OR j.created_at >= $7)
         AND ($8::timestamptz IS NULL OR j.created_at < $8)
         AND ($9::bigint IS NULL OR j.id < $9)
+        -- since and until as ids (JobIDAt), so the walk stops where they end.
+        AND ($10::bigint IS NULL OR j.id >= $10)
     ORDER BY j.id DESC
-    LIMIT $10
+    LIMIT $11
 )
 ORDER BY d.id DESC
 `
@@ -172,6 +174,7 @@ type DeliveryListParams struct {
 	Since          *time.Time
 	Until          *time.Time
 	BeforeID       *int64
+	MinID          *int64
 	Max            int32
 }
 
@@ -193,6 +196,7 @@ func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListPa
 		arg.Since,
 		arg.Until,
 		arg.BeforeID,
+		arg.MinID,
 		arg.Max,
 	)
 	if err != nil {

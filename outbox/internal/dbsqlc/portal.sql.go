@@ -81,6 +81,35 @@ func (q *Queries) EventTypesLastSeen(ctx context.Context, db DBTX, arg *EventTyp
 	return items, nil
 }
 
+const jobIDAt = `-- name: JobIDAt :one
+WITH RECURSIVE span (lo, hi) AS (
+    SELECT coalesce((SELECT min(id) FROM outbox.river_job), 1)::bigint,
+        (coalesce((SELECT max(id) FROM outbox.river_job), 0) + 1)::bigint
+    UNION ALL
+    SELECT
+        (CASE WHEN coalesce(probe.created_at < $1::timestamptz, false) THEN (s.lo + s.hi) / 2 + 1 ELSE s.lo END)::bigint,
+        (CASE WHEN coalesce(probe.created_at < $1::timestamptz, false) THEN s.hi ELSE (s.lo + s.hi) / 2 END)::bigint
+    FROM span AS s
+    LEFT JOIN LATERAL (
+        SELECT j.created_at FROM outbox.river_job AS j WHERE j.id >= (s.lo + s.hi) / 2 ORDER BY j.id LIMIT 1
+    ) AS probe ON true
+    WHERE s.lo < s.hi
+)
+SELECT max(span.lo)::bigint AS id FROM span
+`
+
+// The first id from which River's jobs were created at or after @at, found by
+// bisecting the primary key (a few dozen index probes), because ids grow with
+// creation time and created_at has no index of its own. Callers widen @at by a
+// margin for jobs committed out of order and keep their exact time filter: the
+// id only stops their index walks where the time range ends.
+func (q *Queries) JobIDAt(ctx context.Context, db DBTX, at time.Time) (int64, error) {
+	row := db.QueryRow(ctx, jobIDAt, at)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
 const portalSessionByWebSession = `-- name: PortalSessionByWebSession :one
 SELECT id, organization_id, agent_id, link_digest, created_by, created_at, expires_at, opened_at, web_session_id, revoked_at FROM outbox.portal_sessions WHERE web_session_id = $1
 `
@@ -371,9 +400,10 @@ FROM (
     FROM outbox.river_job AS r
     WHERE r.kind = 'outboxd.delivery'
         AND r.args ->> 'subscription_id' = $1::text
+        AND r.id >= $2::bigint
         AND r.created_at >= now() - interval '24 hours'
     ORDER BY r.id DESC
-    LIMIT $2
+    LIMIT $3
 ) AS j
 GROUP BY 1
 ORDER BY 1
@@ -381,6 +411,7 @@ ORDER BY 1
 
 type SubscriptionHourlyParams struct {
 	SubscriptionID string
+	MinID          int64
 	Sample         int32
 }
 
@@ -395,7 +426,7 @@ type SubscriptionHourlyRow struct {
 // A subscription's deliveries created in the last 24 hours (at most @sample of
 // the newest), by hour and outcome, for the endpoint's chart.
 func (q *Queries) SubscriptionHourly(ctx context.Context, db DBTX, arg *SubscriptionHourlyParams) ([]*SubscriptionHourlyRow, error) {
-	rows, err := db.Query(ctx, subscriptionHourly, arg.SubscriptionID, arg.Sample)
+	rows, err := db.Query(ctx, subscriptionHourly, arg.SubscriptionID, arg.MinID, arg.Sample)
 	if err != nil {
 		return nil, err
 	}
@@ -435,15 +466,17 @@ LEFT JOIN LATERAL (
     FROM outbox.river_job AS r
     WHERE r.kind = 'outboxd.delivery'
         AND r.args ->> 'subscription_id' = s.id
+        AND r.id >= $2::bigint
         AND r.created_at >= now() - interval '24 hours'
     ORDER BY r.id DESC
-    LIMIT $2
+    LIMIT $3
 ) AS j ON true
 GROUP BY s.id
 `
 
 type SubscriptionStatsParams struct {
 	SubscriptionIds []string
+	MinID           int64
 	Sample          int32
 }
 
@@ -457,12 +490,12 @@ type SubscriptionStatsRow struct {
 }
 
 // For each subscription, its deliveries created in the last 24 hours, at most
-// @sample of the newest: counts by outcome and the median duration of the
+// @sample of the newest (from @min_id, JobIDAt a day ago): counts by outcome and the median duration of the
 // delivering attempt. Each walks the subscription's delivery index newest
 // first, so a page of endpoints costs at most (endpoints x sample) rows,
 // however long the delivery log is.
 func (q *Queries) SubscriptionStats(ctx context.Context, db DBTX, arg *SubscriptionStatsParams) ([]*SubscriptionStatsRow, error) {
-	rows, err := db.Query(ctx, subscriptionStats, arg.SubscriptionIds, arg.Sample)
+	rows, err := db.Query(ctx, subscriptionStats, arg.SubscriptionIds, arg.MinID, arg.Sample)
 	if err != nil {
 		return nil, err
 	}
