@@ -38,7 +38,7 @@ type DeliveryArgs struct {
 	SubscriptionID string `json:"subscription_id"`
 
 	// AgentID is the event's agent, for every delivery of an event that has one:
-	// the delivery history's agent filter walks an index on it (migration 14).
+	// the delivery history's agent filter walks an index on it (migration 13).
 	AgentID string `json:"agent_id,omitempty"`
 	// Seq is set only for a subscription with ordering "agent": the event's outbox
 	// position, which orders the line its agent names. (Not for every delivery:

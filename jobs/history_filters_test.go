@@ -12,7 +12,7 @@ import (
 
 // The delivery history's agent and type filters find the deliveries the fan-out
 // made, newest first, and only those: the agent from the args every delivery now
-// carries (migration 14's index), the type by looking the event up.
+// carries (migration 13's index), the type by looking the event up.
 func TestDeliveryHistoryFiltersByAgentAndType(t *testing.T) {
 	t.Parallel()
 

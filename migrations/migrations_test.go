@@ -949,7 +949,7 @@ func TestEventsPartitionedKeepsExistingEvents(t *testing.T) {
 	require.Equal(t, 3, n)
 }
 
-// Migration 14 writes the event's agent into the args of the deliveries an
+// Migration 13 writes the event's agent into the args of the deliveries an
 // older outboxd made that are not delivered (delivered ones age out), builds the
 // agent index, and going down drops the index only.
 func TestDeliveryAgentIndexBackfillsUnfinishedDeliveries(t *testing.T) {
@@ -971,7 +971,7 @@ func TestDeliveryAgentIndexBackfillsUnfinishedDeliveries(t *testing.T) {
 	require.NoError(t, err)
 	withoutAgent, err := store.Publish(ctx, &outbox.PublishParams{Type: "agent.step.completed"})
 	require.NoError(t, err)
-	// Deliveries as the fan-out before migration 14 wrote them: no agent in args.
+	// Deliveries as the fan-out before migration 13 wrote them: no agent in args.
 	delivery := func(eventID, state string) int64 {
 		var id int64
 		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO `+schema+`.river_job (kind, queue, args, state, max_attempts, finalized_at)

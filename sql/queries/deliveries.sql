@@ -59,7 +59,7 @@ LEFT JOIN LATERAL (
 
 -- name: DeliveryList :many
 -- Newest first. The filters run on River's job rows: the subscription (migration
--- 5) and the agent (migration 14) have indexes that walk their deliveries newest
+-- 5) and the agent (migration 13) have indexes that walk their deliveries newest
 -- first; the event uses River's GIN index on args; organization is the
 -- subscription's, type the event's.
 SELECT sqlc.embed(d)
@@ -98,13 +98,15 @@ WHERE d.id IN (
             WHEN j.attempt > 0 THEN 'retrying'
             ELSE 'pending'
         END) = sqlc.narg(state))
-        -- The same, said so that the planner can walk migration 14's index of
+        -- The same, said so that the planner can walk migration 13's index of
         -- ended deliveries newest first (a custom plan folds the other branch).
         AND (sqlc.narg(state)::text IS DISTINCT FROM 'dead' OR j.state = 'discarded')
         AND (sqlc.narg(state)::text IS DISTINCT FROM 'cancelled' OR j.state = 'cancelled')
         AND (sqlc.narg(since)::timestamptz IS NULL OR j.created_at >= sqlc.narg(since))
         AND (sqlc.narg(until)::timestamptz IS NULL OR j.created_at < sqlc.narg(until))
         AND (sqlc.narg(before_id)::bigint IS NULL OR j.id < sqlc.narg(before_id))
+        -- since and until as ids (JobIDAt), so the walk stops where they end.
+        AND (sqlc.narg(min_id)::bigint IS NULL OR j.id >= sqlc.narg(min_id))
     ORDER BY j.id DESC
     LIMIT @max
 )

@@ -156,15 +156,17 @@ WHERE d.id IN (
             WHEN j.attempt > 0 THEN 'retrying'
             ELSE 'pending'
         END) = $6)
-        -- The same, said so that the planner can walk migration 14's index of
+        -- The same, said so that the planner can walk migration 13's index of
         -- ended deliveries newest first (a custom plan folds the other branch).
         AND ($6::text IS DISTINCT FROM 'dead' OR j.state = 'discarded')
         AND ($6::text IS DISTINCT FROM 'cancelled' OR j.state = 'cancelled')
         AND ($7::timestamptz IS NULL OR j.created_at >= $7)
         AND ($8::timestamptz IS NULL OR j.created_at < $8)
         AND ($9::bigint IS NULL OR j.id < $9)
+        -- since and until as ids (JobIDAt), so the walk stops where they end.
+        AND ($10::bigint IS NULL OR j.id >= $10)
     ORDER BY j.id DESC
-    LIMIT $10
+    LIMIT $11
 )
 ORDER BY d.id DESC
 `
@@ -179,6 +181,7 @@ type DeliveryListParams struct {
 	Since          *time.Time
 	Until          *time.Time
 	BeforeID       *int64
+	MinID          *int64
 	Max            int32
 }
 
@@ -187,7 +190,7 @@ type DeliveryListRow struct {
 }
 
 // Newest first. The filters run on River's job rows: the subscription (migration
-// 5) and the agent (migration 14) have indexes that walk their deliveries newest
+// 5) and the agent (migration 13) have indexes that walk their deliveries newest
 // first; the event uses River's GIN index on args; organization is the
 // subscription's, type the event's.
 func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListParams) ([]*DeliveryListRow, error) {
@@ -201,6 +204,7 @@ func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListPa
 		arg.Since,
 		arg.Until,
 		arg.BeforeID,
+		arg.MinID,
 		arg.Max,
 	)
 	if err != nil {
