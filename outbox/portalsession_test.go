@@ -22,9 +22,12 @@ func TestPortalSessions(t *testing.T) {
 		ctx   context.Context
 		store *outbox.Store
 	}
+	// One schema for every case (each migrated schema costs seconds); each
+	// case works in organizations of its own.
+	shared := &testBundle{ctx: context.Background(), store: outboxtest.Store(t)}
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
-		return &testBundle{ctx: context.Background(), store: outboxtest.Store(t)}
+		return shared
 	}
 	create := func(t *testing.T, b *testBundle, params *outbox.PortalSessionCreateParams) *outbox.PortalSessionCreateResult {
 		t.Helper()
@@ -45,7 +48,7 @@ func TestPortalSessions(t *testing.T) {
 
 		// Only the link's digest is stored.
 		var row string
-		require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT row_to_json(p)::text FROM %s.portal_sessions AS p", b.store.Schema())).Scan(&row))
+		require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT row_to_json(p)::text FROM %s.portal_sessions AS p WHERE id = $1", b.store.Schema()), created.ID).Scan(&row))
 		require.NotContains(t, row, strings.TrimPrefix(created.Token, outbox.PortalLinkTokenPrefix))
 		digest := sha256.Sum256([]byte(created.Token))
 		require.Contains(t, row, fmt.Sprintf(`"link_digest":"\\x%x"`, digest))
@@ -89,7 +92,7 @@ func TestPortalSessions(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		created := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-1"})
+		created := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-concurrent"})
 		var (
 			wg     sync.WaitGroup
 			mu     sync.Mutex
@@ -110,7 +113,7 @@ func TestPortalSessions(t *testing.T) {
 		wg.Wait()
 		require.Equal(t, 1, opened)
 		var sessions int
-		require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.web_sessions", b.store.Schema())).Scan(&sessions))
+		require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.web_sessions WHERE organization_id = 'org-concurrent'", b.store.Schema())).Scan(&sessions))
 		require.Equal(t, 1, sessions)
 	})
 
@@ -118,7 +121,7 @@ func TestPortalSessions(t *testing.T) {
 		t.Parallel()
 
 		b := setup(t)
-		expired := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-1", ExpiresIn: time.Minute})
+		expired := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-list-1", ExpiresIn: time.Minute})
 		_, err := outboxtest.Pool(t).Exec(b.ctx, fmt.Sprintf("UPDATE %s.portal_sessions SET created_at = now() - interval '2 minutes', expires_at = now() - interval '1 second' WHERE id = $1", b.store.Schema()), expired.ID)
 		require.NoError(t, err)
 		_, err = b.store.PortalSessionOpen(b.ctx, expired.Token, "")
@@ -127,22 +130,25 @@ func TestPortalSessions(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, outbox.PortalSessionExpired, got.State)
 
-		revoked := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-1"})
+		revoked := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-list-1"})
 		_, err = b.store.PortalSessionRevoke(b.ctx, revoked.ID)
 		require.NoError(t, err)
 		_, err = b.store.PortalSessionOpen(b.ctx, revoked.Token, "")
 		require.ErrorIs(t, err, outbox.ErrNotFound)
 
-		live := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-1"})
-		other := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-2"})
-		listed, err := b.store.PortalSessionList(b.ctx, &outbox.PortalSessionListParams{OrganizationID: "org-1"})
+		live := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-list-1"})
+		other := create(t, b, &outbox.PortalSessionCreateParams{OrganizationID: "org-list-2"})
+		listed, err := b.store.PortalSessionList(b.ctx, &outbox.PortalSessionListParams{OrganizationID: "org-list-1"})
 		require.NoError(t, err)
 		require.Len(t, listed, 1)
 		require.Equal(t, live.ID, listed[0].ID)
-		all, err := b.store.PortalSessionList(b.ctx, &outbox.PortalSessionListParams{IncludeEnded: true})
+		all, err := b.store.PortalSessionList(b.ctx, &outbox.PortalSessionListParams{OrganizationID: "org-list-1", IncludeEnded: true})
 		require.NoError(t, err)
-		require.Equal(t, []string{other.ID, live.ID, revoked.ID, expired.ID}, []string{all[0].ID, all[1].ID, all[2].ID, all[3].ID})
-		page, err := b.store.PortalSessionList(b.ctx, &outbox.PortalSessionListParams{IncludeEnded: true, Before: live.ID, Limit: 1})
+		require.Equal(t, []string{live.ID, revoked.ID, expired.ID}, []string{all[0].ID, all[1].ID, all[2].ID})
+		others, err := b.store.PortalSessionList(b.ctx, &outbox.PortalSessionListParams{OrganizationID: "org-list-2"})
+		require.NoError(t, err)
+		require.Equal(t, other.ID, others[0].ID)
+		page, err := b.store.PortalSessionList(b.ctx, &outbox.PortalSessionListParams{OrganizationID: "org-list-1", IncludeEnded: true, Before: live.ID, Limit: 1})
 		require.NoError(t, err)
 		require.Equal(t, revoked.ID, page[0].ID)
 	})
@@ -156,10 +162,10 @@ func TestPortalSessions(t *testing.T) {
 			field  string
 		}{
 			{&outbox.PortalSessionCreateParams{}, "organization_id"},
-			{&outbox.PortalSessionCreateParams{OrganizationID: strings.Repeat("o", 256)}, "organization_id"},
-			{&outbox.PortalSessionCreateParams{OrganizationID: "o", AgentID: strings.Repeat("a", 256)}, "agent_id"},
-			{&outbox.PortalSessionCreateParams{OrganizationID: "o", ExpiresIn: time.Second}, "expires_in"},
-			{&outbox.PortalSessionCreateParams{OrganizationID: "o", ExpiresIn: 31 * 24 * time.Hour}, "expires_in"},
+			{&outbox.PortalSessionCreateParams{OrganizationID: strings.Repeat("b", 256)}, "organization_id"},
+			{&outbox.PortalSessionCreateParams{OrganizationID: "bad-org", AgentID: strings.Repeat("a", 256)}, "agent_id"},
+			{&outbox.PortalSessionCreateParams{OrganizationID: "bad-org", ExpiresIn: time.Second}, "expires_in"},
+			{&outbox.PortalSessionCreateParams{OrganizationID: "bad-org", ExpiresIn: 31 * 24 * time.Hour}, "expires_in"},
 		} {
 			_, err := b.store.PortalSessionCreate(b.ctx, tc.params)
 			var validation *outbox.ValidationError
@@ -167,7 +173,7 @@ func TestPortalSessions(t *testing.T) {
 			require.Equal(t, tc.field, validation.Field)
 		}
 		var n int
-		require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.portal_sessions", b.store.Schema())).Scan(&n))
+		require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, fmt.Sprintf("SELECT count(*) FROM %s.portal_sessions WHERE organization_id LIKE 'b%%'", b.store.Schema())).Scan(&n))
 		require.Zero(t, n)
 	})
 }

@@ -21,7 +21,7 @@ import (
 // says so (SubscriptionStats.Sampled).
 const (
 	StatsSample     = 2_000
-	StatsSampleList = 200
+	StatsSampleList = 100
 )
 
 // SubscriptionStats sums up a subscription's deliveries of the last 24 hours

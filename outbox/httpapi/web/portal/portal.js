@@ -7,12 +7,20 @@ document.addEventListener("DOMContentLoaded", function () {
       var source = document.getElementById(button.dataset.copy);
       if (!source) return;
       var text = source.textContent.trim();
-      var done = function () { button.textContent = "Copied"; button.setAttribute("aria-live", "polite"); };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(text).then(done, function () { select(source); });
-      } else {
+      button.setAttribute("aria-live", "polite");
+      var done = function () { button.textContent = "Copied"; };
+      // The older way, for plain HTTP and browsers that refuse the clipboard
+      // API (an unfocused window); the text stays selected to copy by hand.
+      var fallback = function () {
         select(source);
-        try { if (document.execCommand("copy")) done(); } catch (e) { /* selected: copy by hand */ }
+        var copied = false;
+        try { copied = document.execCommand("copy"); } catch (e) { copied = false; }
+        button.textContent = copied ? "Copied" : "Selected: press Ctrl+C";
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done, fallback);
+      } else {
+        fallback();
       }
     });
   });
