@@ -27,6 +27,7 @@ type results struct {
 	fanout  []*fanoutResult
 	hanging []*hangingResult
 	history []historyResult
+	portal  []portalPage
 
 	perf perfResults
 }

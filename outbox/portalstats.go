@@ -128,9 +128,9 @@ func (s *Store) SubscriptionHourly(ctx context.Context, subscriptionID string, n
 	return hours, nil
 }
 
-// EventSample is how many of the newest events of the last 7 days
-// EventTypesLastSeen looks at.
-const EventSample = 10_000
+// EventSample is how many of the newest events of the last 7 days (of every
+// organization) EventTypesLastSeen looks at.
+const EventSample = 20_000
 
 // EventTypesLastSeen returns when each event type was last published for an
 // organization (every organization when empty), among its EventSample newest

@@ -55,11 +55,9 @@ func (a *api) system(ctx context.Context, letta func(context.Context) (*LettaSta
 	if h.Rates, err = a.store.DeliveryRatesOver(ctx, rateWindow); err != nil {
 		return nil, err
 	}
-	health, err := a.store.Health(ctx)
-	if err != nil {
+	if h.Jobs, err = a.store.JobCountsUnfinished(ctx); err != nil {
 		return nil, err
 	}
-	h.Jobs = health.Jobs
 	if h.Troubled, err = a.store.SubscriptionsTroubled(ctx, 100); err != nil {
 		return nil, err
 	}
