@@ -25,6 +25,14 @@
 //     latency against the same load with both endpoints healthy.
 //   - history: the delivery history's filters over a million deliveries (first
 //     run only).
+//
+// Two long scenarios run only when named (-scenario scale, -scenario backlog)
+// and write docs/benchmarks-scale.md (make bench-scale, make bench-backlog):
+//
+//   - scale: -hours of history at -rate events/s filled in by set-based SQL,
+//     then steady, drain, history and a retention pass beside an empty schema.
+//   - backlog: the daemon's memory (its own process) while -backlog-events
+//     events wait for a receiver that is down, then drain.
 package main
 
 import (

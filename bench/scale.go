@@ -209,7 +209,7 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 		return nil, err
 	}
 	logf("  retention: %s completed jobs past a %s retention, partition %s of %s events past 7 days", thousands(float64(res.completedPruned)),
-		keep.Round(time.Minute), oldPartition, thousands(float64(res.partitionRows)))
+		keep.Round(time.Second), oldPartition, thousands(float64(res.partitionRows)))
 
 	drops := &dropRecorder{}
 	watch, stopWatch := context.WithCancel(ctx)
@@ -539,7 +539,13 @@ func (r *scaleResult) markdown(opts *options) string {
 	}
 	self := func(r scaleRun) float64 { return r.cpuSelf }
 	server := func(r scaleRun) float64 { return r.cpuServer }
-	w("| drain, CPU per delivery in Postgres, µs | %.0f | %.0f | %.2f | | |", cpuOf(r.empty, server), cpuOf(r.full, server), cpuOf(r.full, server)/cpuOf(r.empty, server))
+	// Postgres processes that exit during a drain (other databases' autovacuum
+	// workers on a shared server) take their CPU time with them: no figure then.
+	if emptyCPU, fullCPU := cpuOf(r.empty, server), cpuOf(r.full, server); emptyCPU > 0 && fullCPU > 0 {
+		w("| drain, CPU per delivery in Postgres, µs | %.0f | %.0f | %.2f | | |", emptyCPU, fullCPU, fullCPU/emptyCPU)
+	} else {
+		w("| drain, CPU per delivery in Postgres, µs | n/a | n/a | | | |")
+	}
 	w("| drain, CPU per delivery in the daemon and receiver, µs | %.0f | %.0f | %.2f | | |", cpuOf(r.empty, self), cpuOf(r.full, self), cpuOf(r.full, self)/cpuOf(r.empty, self))
 	w("")
 	w("CPU is read from /proc: this process (daemon, producers, receiver) and the Postgres processes of")
@@ -558,7 +564,7 @@ func (r *scaleResult) markdown(opts *options) string {
 	if rp := r.retention; rp != nil {
 		w("### One retention pass under the steady load")
 		w("")
-		w("The daemon starts with delivered deliveries kept %s (half the filled span), so River's cleaner", time.Duration(r.spec.hours*float64(time.Hour)/2).Round(time.Minute))
+		w("The daemon starts with delivered deliveries kept %s (half the filled span), so River's cleaner", time.Duration(r.spec.hours*float64(time.Hour)/2).Round(time.Second))
 		w("deletes %s completed jobs, and with a partition of %s events from 30 days ago, past", thousands(float64(rp.completedPruned)), thousands(float64(rp.partitionRows)))
 		w("the 7-day event retention, which outboxd's retention job drops; %s events/s are published meanwhile.", thousands(float64(opts.steadyRate)))
 		w("")
@@ -571,7 +577,7 @@ func (r *scaleResult) markdown(opts *options) string {
 		w("| longest lock wait of any session, ms | %.1f | ≤ %s | %s |", toMillis(rp.longestLockWait), ms(scaleLockTarget), met(rp.longestLockWait <= scaleLockTarget))
 		kinds := slices.Sorted(maps.Keys(rp.lockWaits))
 		for _, kind := range kinds {
-			w("| … waiting for a %s lock, ms | %.1f | | |", kind, toMillis(rp.lockWaits[kind]))
+			w("| … waiting for a lock of kind %s, ms | %.1f | | |", kind, toMillis(rp.lockWaits[kind]))
 		}
 		w("| steady p99 during the pass, ms (÷ filled without) | %.1f (%.2f) | | |", toMillis(rp.steady.p99), toMillis(rp.steady.p99)/fullP99)
 		w("| steady max during the pass, ms | %.1f | | |", toMillis(rp.steady.max))
