@@ -20,6 +20,14 @@ test: ## run every test against a real Postgres (finds or starts one)
 bench: ## end-to-end benchmark; prints figures and writes docs/benchmarks.md
 	@scripts/with-postgres outboxd_bench go run ./bench -runs 3 -out docs/benchmarks.md
 
+.PHONY: bench-scale
+bench-scale: ## a day at 1,000 events/s filled in, measured beside an empty schema; writes docs/benchmarks-scale.md (hours)
+	@scripts/with-postgres outboxd_bench_scale go run ./bench -scenario scale -out docs/benchmarks-scale.md
+
+.PHONY: bench-backlog
+bench-backlog: ## the daemon's memory under 1,000,000 events, receiver down then up; updates docs/benchmarks-scale.md
+	@scripts/with-postgres outboxd_bench_scale go run ./bench -scenario backlog -out docs/benchmarks-scale.md
+
 .PHONY: build
 build: ## build bin/outboxd
 	go build -o bin/outboxd ./cmd/outboxd

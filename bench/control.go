@@ -43,6 +43,14 @@ func runControl(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *op
 		_, err := withSchema(ctx, pool, func(env *benchEnv) (float64, error) {
 			h, err := history(ctx, env)
 			res.history = h
+			if err != nil {
+				return 0, err
+			}
+			// The portal's pages over the same million deliveries.
+			res.portal, err = portalPages(ctx, env)
+			for _, p := range res.portal {
+				logf("  portal: %s: %s median, %s worst", p.name, ms(p.median), ms(p.worst))
+			}
 			return 0, err
 		})
 		if err != nil {
@@ -324,6 +332,9 @@ func (r *results) controlMarkdown(opts *options) string {
 		w("")
 	}
 	b.WriteString(historyMarkdown(r.history))
+	if len(r.portal) > 0 {
+		b.WriteString(portalMarkdown(r.portal))
+	}
 	return b.String()
 }
 

@@ -18,7 +18,7 @@ import (
 type cpuMeter struct {
 	database string
 	self     time.Duration
-	server   time.Duration
+	start    map[int]time.Duration // server processes' CPU time when the phase began
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
@@ -26,7 +26,7 @@ const clockTicks = 100
 
 func startCPU(database string) *cpuMeter {
 	m := &cpuMeter{database: database}
-	m.self, m.server = selfCPU(), serverCPU(database)
+	m.self, m.start = selfCPU(), serverCPU(database)
 	return m
 }
 
@@ -36,7 +36,11 @@ type cpuUse struct {
 }
 
 func (m *cpuMeter) stop() cpuUse {
-	return cpuUse{self: selfCPU() - m.self, server: serverCPU(m.database) - m.server}
+	use := cpuUse{self: selfCPU() - m.self}
+	for pid, now := range serverCPU(m.database) {
+		use.server += max(0, now-m.start[pid]) // a process that started since counts whole
+	}
+	return use
 }
 
 // per returns the use per item in microseconds: this process's and the server's.
@@ -55,13 +59,14 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// serverCPU sums the CPU time of the Postgres backends connected to database,
-// plus the server's background processes (WAL writer, checkpointer, autovacuum,
-// …), which work for every database. Backends that exit during a phase take
-// their time with them, so phases keep their connections open.
-func serverCPU(database string) time.Duration {
+// serverCPU is the CPU time, by process id, of the Postgres backends connected
+// to database, plus the server's background processes (WAL writer,
+// checkpointer, autovacuum, …), which work for every database. Processes that
+// exit during a phase take their time with them, so phases keep their
+// connections open.
+func serverCPU(database string) map[int]time.Duration {
+	times := map[int]time.Duration{}
 	entries, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	var ticks int64
 	for _, path := range entries {
 		cmdline, err := os.ReadFile(path)
 		if err != nil || !bytes.HasPrefix(cmdline, []byte("postgres: ")) {
@@ -91,7 +96,8 @@ func serverCPU(database string) time.Duration {
 		}
 		utime, _ := strconv.ParseInt(parts[11], 10, 64)
 		stime, _ := strconv.ParseInt(parts[12], 10, 64)
-		ticks += utime + stime
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		times[pid] = time.Duration(utime+stime) * time.Second / clockTicks
 	}
-	return time.Duration(ticks) * time.Second / clockTicks
+	return times
 }

@@ -44,6 +44,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -82,12 +83,20 @@ type options struct {
 	hangDuration   time.Duration
 	idleTime       time.Duration
 
-	// rate and duration are the load of the extra scenarios (soak, daemons).
-	rate     int
-	duration time.Duration
+	// rate and duration are the load of the extra scenarios (soak, daemons) and
+	// rate the history of scale; hours and backlogEvents size scale and backlog
+	// (bench/scale.go, bench/backlog.go).
+	rate          int
+	duration      time.Duration
+	hours         float64
+	backlogEvents int
 }
 
 var allScenarios = []string{"drain", "steady", "producer", "ceiling", "cost", "light", "poisson", "capacity", "redis", "fanout", "hanging", "history"}
+
+// longScenarios run only when named: they take from minutes to hours, and write
+// their own report (bench/scale.go, bench/backlog.go).
+var longScenarios = []string{"scale", "backlog"}
 
 const (
 	poolConns        = 20
@@ -106,11 +115,26 @@ func main() {
 	flag.BoolVar(&opts.quick, "quick", false, "small sizes, for a smoke run (figures are not representative)")
 	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	flag.IntVar(&opts.drainEvents, "drain-events", 20_000, "events in the backlog drain (and jobs in the ceiling)")
-	scenario := flag.String("scenario", "", "run this one scenario; besides those of -scenarios: "+strings.Join(extraScenarioNames(), ", "))
-	flag.IntVar(&opts.rate, "rate", 1_000, "events/s of the soak and daemons scenarios")
+	scenario := flag.String("scenario", "", "run this one scenario (an alias of -scenarios; also "+strings.Join(append(slices.Clone(longScenarios), extraScenarioNames()...), ", ")+", which the default list leaves out)")
+	flag.IntVar(&opts.rate, "rate", 1_000, "events/s of the soak and daemons loads, and of scale's filled history")
 	flag.DurationVar(&opts.duration, "duration", 30*time.Minute, "length of the soak scenario")
+	flag.Float64Var(&opts.hours, "hours", 24, "scale: hours of history to fill in before measuring")
+	flag.IntVar(&opts.backlogEvents, "backlog-events", 1_000_000, "backlog: events committed while the receiver is down")
 	flag.StringVar(&opts.redisURL, "redis-url", cmp.Or(os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"), "Redis for the redis scenario (env REDIS_URL)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the daemon under test runs in it) to this file, for `go tool pprof`")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	opts.steadyRate, opts.steadyDuration, opts.producerTime = 1_000, 20*time.Second, 10*time.Second
 	opts.fanoutSubs, opts.hangRate, opts.hangDuration = 1_000, 500, 15*time.Second
@@ -135,8 +159,8 @@ func main() {
 	opts.scenarios = map[string]bool{}
 	for _, name := range strings.Split(*scenarios, ",") {
 		name = strings.TrimSpace(name)
-		if !slices.Contains(allScenarios, name) {
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (known: %s)\n", name, strings.Join(allScenarios, ", "))
+		if !slices.Contains(allScenarios, name) && !slices.Contains(longScenarios, name) {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (known: %s)\n", name, strings.Join(append(allScenarios, longScenarios...), ", "))
 			os.Exit(2)
 		}
 		opts.scenarios[name] = true
@@ -176,6 +200,10 @@ func run(ctx context.Context, opts *options) error {
 		return err
 	}
 	defer rcv.close()
+
+	if opts.scenarios["scale"] || opts.scenarios["backlog"] {
+		return runLong(ctx, pool, rcv, opts)
+	}
 
 	results := &results{}
 	for i := 1; i <= opts.runs; i++ {
@@ -415,6 +443,10 @@ type steadyResult struct {
 	publishedPerSec float64
 	deliveredPerSec float64
 	p50, p99, max   time.Duration
+
+	// legs and slowLegs split commit→receipt (paced scenarios only): medians
+	// over every event and over the slowest 1 %.
+	legs, slowLegs stages
 }
 
 // steady publishes at opts.steadyRate for opts.steadyDuration with the default
@@ -435,6 +467,8 @@ type steadyConfig struct {
 	redis *redis.Client
 	// beforeStop runs before the daemon is stopped.
 	beforeStop func()
+	// configure, if set, changes the daemon's configuration before it starts.
+	configure func(*jobs.Config)
 }
 
 // steadyWith publishes at a fixed rate while the daemon delivers to the
@@ -442,7 +476,11 @@ type steadyConfig struct {
 // the receiver verifying the webhook on its main path; events committed during
 // the warm-up are delivered but not measured.
 func steadyWith(ctx context.Context, env *benchEnv, rcv *receiver, cfg *steadyConfig) (*steadyResult, error) {
-	daemon, err := jobs.NewDaemon(env.pool, &jobs.Config{Store: env.store, Guard: loopbackGuard(), Redis: cfg.redis})
+	config := &jobs.Config{Store: env.store, Guard: loopbackGuard(), Redis: cfg.redis}
+	if cfg.configure != nil {
+		cfg.configure(config)
+	}
+	daemon, err := jobs.NewDaemon(env.pool, config)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -429,8 +430,12 @@ func paced(ctx context.Context, env *benchEnv, rcv *receiver, cfg *pacedConfig) 
 	if err := rcv.wait(ctx, done, 2*time.Minute); err != nil {
 		return nil, err
 	}
-	r, err := latencies(commits, rcv.receipts(), measureFrom)
+	received := rcv.receipts()
+	r, err := latencies(commits, received, measureFrom)
 	if err != nil {
+		return nil, err
+	}
+	if r.legs, r.slowLegs, err = stageTrace(ctx, env, commits, received); err != nil {
 		return nil, err
 	}
 	// Deliveries over every path, from the end of the warm-up to the last.
@@ -547,6 +552,7 @@ func runPerf(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 				}
 				p.poisson[rate] = append(p.poisson[rate], r)
 				logf("  poisson: %d events/s offered, %.0f committed/s, p50 %s p99 %s max %s", rate, r.publishedPerSec, ms(r.p50), ms(r.p99), ms(r.max))
+				logf("    median legs: %s; slowest 1%%: %s", r.legs, r.slowLegs)
 				return 0, nil
 			})
 			if err != nil {
@@ -658,6 +664,9 @@ func (r *results) perfNotes(w func(string, ...any)) {
 				collect(runs, func(s *steadyResult) float64 { return toMillis(s.p50) }).millis(),
 				collect(runs, func(s *steadyResult) float64 { return toMillis(s.p99) }).millis(),
 				collect(runs, func(s *steadyResult) float64 { return toMillis(s.max) }).millis())
+			last := runs[len(runs)-1]
+			w("  Where the time went (last run, medians, from the job's `created_at` and `attempted_at`): every")
+			w("  event: %s; the slowest 1 %%: %s.", last.legs, last.slowLegs)
 		}
 	}
 	if len(p.capacity1) > 0 {
@@ -681,4 +690,75 @@ func (r *results) perfNotes(w func(string, ...any)) {
 
 func (s spread) millis3() string {
 	return fmt.Sprintf("%.3f (%.3f–%.3f)", s.median, s.min, s.max)
+}
+
+// ---- where the time goes ----
+
+// stages splits commit→receipt into its legs, from the clocks Postgres kept:
+// the relay's claim (commit → the delivery job's created_at, which is the claim
+// transaction's start), River's fetch (created_at → attempted_at) and the
+// attempt (attempted_at → receipt: load the target, sign, POST).
+type stages struct {
+	claim, fetch, attempt time.Duration
+}
+
+func (s stages) String() string {
+	return fmt.Sprintf("claim %s, fetch %s, attempt %s", ms(s.claim), ms(s.fetch), ms(s.attempt))
+}
+
+// stageTrace returns the median legs over every measured event and over the
+// slowest 1 %, so a tail can be pinned on the relay, River's fetch or the POST.
+func stageTrace(ctx context.Context, env *benchEnv, commits *sync.Map, received map[string]time.Time) (all, slowest stages, err error) {
+	rows, err := env.pool.Query(ctx, "SELECT args->>'event_id', created_at, attempted_at FROM "+env.schema+
+		".river_job WHERE kind = $1 AND attempted_at IS NOT NULL", jobs.KindDelivery)
+	if err != nil {
+		return all, slowest, fmt.Errorf("trace stages: %w", err)
+	}
+	type trace struct {
+		total time.Duration
+		legs  stages
+	}
+	var traces []trace
+	for rows.Next() {
+		var id string
+		var created, attempted time.Time
+		if err := rows.Scan(&id, &created, &attempted); err != nil {
+			return all, slowest, fmt.Errorf("trace stages: %w", err)
+		}
+		c, ok := commits.Load(id)
+		if !ok {
+			continue
+		}
+		committed := c.(time.Time) //nolint:forcetypeassert // only times are stored
+		at, ok := received[id]
+		if !ok {
+			continue
+		}
+		traces = append(traces, trace{total: at.Sub(committed), legs: stages{
+			claim: created.Sub(committed), fetch: attempted.Sub(created), attempt: at.Sub(attempted),
+		}})
+	}
+	if err := rows.Err(); err != nil {
+		return all, slowest, fmt.Errorf("trace stages: %w", err)
+	}
+	if len(traces) == 0 {
+		return all, slowest, errors.New("trace stages: no delivery matched a measured event")
+	}
+	median := func(ts []trace) stages {
+		pick := func(f func(trace) time.Duration) time.Duration {
+			v := make([]time.Duration, len(ts))
+			for i, t := range ts {
+				v[i] = f(t)
+			}
+			slices.Sort(v)
+			return percentile(v, 0.5)
+		}
+		return stages{
+			claim:   pick(func(t trace) time.Duration { return t.legs.claim }),
+			fetch:   pick(func(t trace) time.Duration { return t.legs.fetch }),
+			attempt: pick(func(t trace) time.Duration { return t.legs.attempt }),
+		}
+	}
+	slices.SortFunc(traces, func(a, b trace) int { return cmp.Compare(a.total, b.total) })
+	return median(traces), median(traces[len(traces)*99/100:]), nil
 }

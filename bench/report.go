@@ -27,6 +27,7 @@ type results struct {
 	fanout  []*fanoutResult
 	hanging []*hangingResult
 	history []historyResult
+	portal  []portalPage
 
 	perf perfResults
 }
@@ -245,6 +246,10 @@ func (r *results) markdown(opts *options, m machine) string {
 	w("- At %s events/s a committed event reaches its receiver in %.1f ms (median), %.1f ms at p99.", thousands(float64(opts.steadyRate)), p50.median, p99.median)
 	w("")
 	b.WriteString(r.controlMarkdown(opts))
+	w("Figures on a schema filled with hours of history, a retention pass and the daemon's memory")
+	w("under a backlog are in [benchmarks-scale.md](benchmarks-scale.md) (`make bench-scale`,")
+	w("`make bench-backlog`), which `make bench` leaves as they are.")
+	w("")
 	w("Reproduce with `make bench` (it finds Postgres at `DATABASE_URL`, 127.0.0.1:5432, or")
 	w("starts a throwaway cluster). Figures depend on what else the machine is doing; run it")
 	w("on a quiet machine.")

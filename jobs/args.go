@@ -37,17 +37,19 @@ type DeliveryArgs struct {
 	EventID        string `json:"event_id"`
 	SubscriptionID string `json:"subscription_id"`
 
-	// AgentID and Seq are set only for a subscription with ordering "agent": the
-	// event's agent and outbox position, which name and order its line. (Not for
-	// every delivery: each key in args costs an entry in River's GIN index.)
+	// AgentID is the event's agent, for every delivery of an event that has one:
+	// the delivery history's agent filter walks an index on it (migration 13).
 	AgentID string `json:"agent_id,omitempty"`
-	Seq     int64  `json:"seq,omitempty"`
+	// Seq is set only for a subscription with ordering "agent": the event's outbox
+	// position, which orders the line its agent names. (Not for every delivery:
+	// each key in args costs an entry in River's GIN index.)
+	Seq int64 `json:"seq,omitempty"`
 }
 
 func deliveryArgs(eventID, subscriptionID, agentID string, eventSeq int64, ordered bool) DeliveryArgs {
-	args := DeliveryArgs{EventID: eventID, SubscriptionID: subscriptionID}
+	args := DeliveryArgs{EventID: eventID, SubscriptionID: subscriptionID, AgentID: agentID}
 	if ordered {
-		args.AgentID, args.Seq = agentID, eventSeq
+		args.Seq = eventSeq
 	}
 	return args
 }

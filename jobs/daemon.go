@@ -20,10 +20,13 @@ import (
 
 // Defaults for Config.
 const (
-	FanoutWorkersDefault      = 4
-	DeliveryWorkersDefault    = 100
-	FetchCooldownDefault      = 5 * time.Millisecond
-	FetchPollIntervalDefault  = 200 * time.Millisecond
+	FanoutWorkersDefault     = 4
+	DeliveryWorkersDefault   = 100
+	FetchCooldownDefault     = 5 * time.Millisecond
+	FetchPollIntervalDefault = 200 * time.Millisecond
+
+	// fanoutFetchPollInterval is the least poll interval of the fan-out queue.
+	fanoutFetchPollInterval   = time.Second
 	CompletedRetentionDefault = 24 * time.Hour
 	DeadRetentionDefault      = 7 * 24 * time.Hour
 	ShutdownTimeoutDefault    = 30 * time.Second
@@ -238,7 +241,10 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		Schema: c.Store.Schema(),
 		Logger: slog.New(d.QuietDuringOutage(&minLevelHandler{Handler: d.logger.Handler(), min: slog.LevelWarn})),
 		Queues: map[string]river.QueueConfig{
-			QueueFanout:   {MaxWorkers: c.FanoutWorkers},
+			// Its jobs (recoveries, pruning, sweeps, an older outboxd's fan-outs) are
+			// inserted with River's notification or on a schedule, and none is urgent:
+			// polling it as often as the deliveries cost an idle daemon half its fetches.
+			QueueFanout:   {MaxWorkers: c.FanoutWorkers, FetchPollInterval: max(c.FetchPollInterval, fanoutFetchPollInterval)},
 			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
 		},
 		Workers: workers,

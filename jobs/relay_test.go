@@ -81,3 +81,41 @@ func TestRelayKeepsLookingWhileEventsFlow(t *testing.T) {
 		}, 10*time.Second, 5*time.Millisecond, "claimed without a wake-up, long before the poll interval")
 	}
 }
+
+// A quiet relay (its last look found nothing) asks whether any event waits, in
+// one statement, and opens a claim transaction only when one does: an idle
+// daemon's polls stay cheap.
+func TestQuietRelayLooksBeforeItClaims(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := outboxtest.Store(t)
+	daemon, err := NewDaemon(outboxtest.NewPool(t, 4), &Config{
+		Store: store,
+		Guard: outboxtest.LoopbackGuard(),
+		Relay: RelayConfig{PollInterval: 5 * time.Millisecond, ActiveFor: -1},
+	})
+	require.NoError(t, err)
+	relay := daemon.relay
+	relay.testSignals.claimed.init(t)
+	relay.testSignals.looked.init(t)
+	require.NoError(t, daemon.Start(ctx))
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		require.NoError(t, daemon.Stop(stopCtx))
+	})
+
+	require.Zero(t, relay.testSignals.claimed.waitOrTimeout(t), "the first pass claims and finds nothing")
+	for range 3 {
+		require.False(t, relay.testSignals.looked.waitOrTimeout(t), "then it only looks")
+	}
+	require.Empty(t, relay.testSignals.claimed.ch, "no claim transaction while nothing waits")
+
+	event := outboxtest.Event(ctx, t, store, nil)
+	for !relay.testSignals.looked.waitOrTimeout(t) {
+	}
+	require.Equal(t, 1, relay.testSignals.claimed.waitOrTimeout(t), "a look that finds an event claims it")
+	got, err := store.EventGet(ctx, event.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.DispatchedAt)
+}

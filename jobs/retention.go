@@ -88,6 +88,16 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 		w.logger.InfoContext(ctx, "made event partitions", slog.Any("partitions", made))
 	}
 
+	// A run that stopped between detaching a partition and dropping it left the
+	// table; it goes now.
+	leftover, err := w.store.EventsDetachedDrop(ctx)
+	if err != nil {
+		return err
+	}
+	if len(leftover) > 0 {
+		w.logger.InfoContext(ctx, "dropped detached event partitions", slog.Any("partitions", leftover))
+	}
+
 	before := now.Add(-w.retention)
 	parts, err := w.store.EventPartitions(ctx)
 	if err != nil {

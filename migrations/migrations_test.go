@@ -948,3 +948,72 @@ func TestEventsPartitionedKeepsExistingEvents(t *testing.T) {
 		[]string{olds[0].eventID, olds[3].eventID, fresh.ID}).Scan(&n))
 	require.Equal(t, 3, n)
 }
+
+// Migration 13 writes the event's agent into the args of the deliveries an
+// older outboxd made that are not delivered (delivered ones age out), builds the
+// agent index, and going down drops the index only.
+func TestDeliveryAgentIndexBackfillsUnfinishedDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := outboxtest.Pool(t)
+	schema := freshSchema(t)
+	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	latest := outboxdLatest(t)
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: latest - 11})
+	require.NoError(t, err)
+
+	store, err := outbox.NewStore(pool, &outbox.StoreConfig{Schema: schema})
+	require.NoError(t, err)
+	withAgent, err := store.Publish(ctx, &outbox.PublishParams{Type: "agent.step.completed", AgentID: "agent-7"})
+	require.NoError(t, err)
+	withoutAgent, err := store.Publish(ctx, &outbox.PublishParams{Type: "agent.step.completed"})
+	require.NoError(t, err)
+	// Deliveries as the fan-out before migration 13 wrote them: no agent in args.
+	delivery := func(eventID, state string) int64 {
+		var id int64
+		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO `+schema+`.river_job (kind, queue, args, state, max_attempts, finalized_at)
+			VALUES ('outboxd.delivery', 'delivery', jsonb_build_object('event_id', $1::text, 'subscription_id', 'sub_1'), $2::`+schema+`.river_job_state, 8,
+			        CASE WHEN $2 IN ('completed', 'discarded') THEN now() END) RETURNING id`, eventID, state).Scan(&id))
+		return id
+	}
+	dead := delivery(withAgent.ID, "discarded")
+	retrying := delivery(withAgent.ID, "retryable")
+	delivered := delivery(withAgent.ID, "completed")
+	noAgent := delivery(withoutAgent.ID, "discarded")
+
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	agentOf := func(id int64) *string {
+		var agent *string
+		require.NoError(t, pool.QueryRow(ctx, `SELECT args ->> 'agent_id' FROM `+schema+`.river_job WHERE id = $1`, id).Scan(&agent))
+		return agent
+	}
+	for _, id := range []int64{dead, retrying} {
+		require.NotNil(t, agentOf(id))
+		require.Equal(t, "agent-7", *agentOf(id))
+	}
+	require.Nil(t, agentOf(delivered), "delivered deliveries are left as they were")
+	require.Nil(t, agentOf(noAgent))
+
+	list, err := store.DeliveryList(ctx, &outbox.DeliveryListParams{AgentID: "agent-7"})
+	require.NoError(t, err)
+	ids := make([]int64, len(list))
+	for i, d := range list {
+		ids[i] = d.ID
+	}
+	require.Equal(t, []int64{retrying, dead}, ids)
+
+	indexExists := func() bool {
+		var exists bool
+		require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema+".river_job_outboxd_delivery_agent").Scan(&exists))
+		return exists
+	}
+	require.True(t, indexExists())
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: 1})
+	require.NoError(t, err)
+	require.False(t, indexExists())
+	require.Equal(t, "agent-7", *agentOf(dead), "going down keeps the args")
+}

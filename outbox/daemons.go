@@ -57,15 +57,13 @@ type TakeOver struct {
 
 // DaemonTakeOver presumes dead every daemon but self whose last heartbeat is
 // older than deadAfter, and puts the jobs they were running back in the queue.
+// Daemons stopped more than a day ago are forgotten.
 func (s *Store) DaemonTakeOver(ctx context.Context, self string, deadAfter time.Duration) (*TakeOver, error) {
 	row, err := s.queries.DaemonTakeOver(ctx, s.on(s.db), &dbsqlc.DaemonTakeOverParams{
 		Self: self, DeadAfterSeconds: deadAfter.Seconds(),
 	})
 	if err != nil {
 		return nil, translateError("take over dead daemons' jobs", err)
-	}
-	if err := s.queries.DaemonsForget(ctx, s.on(s.db)); err != nil {
-		return nil, translateError("forget old daemons", err)
 	}
 	return &TakeOver{Daemons: row.Daemons, Jobs: row.Jobs}, nil
 }

@@ -137,9 +137,27 @@ func (s *Store) DeliveryList(ctx context.Context, params *DeliveryListParams) ([
 	if params == nil {
 		params = &DeliveryListParams{}
 	}
-	var before *int64
+	var before, minID *int64
 	if params.Before > 0 {
 		before = &params.Before
+	}
+	// Time bounds become id bounds too, so the walk newest first starts and
+	// stops where they do rather than filtering the whole log.
+	if params.Until != nil {
+		id, err := s.JobIDAt(ctx, params.Until.Add(2*JobIDMargin))
+		if err != nil {
+			return nil, err
+		}
+		if before == nil || id < *before {
+			before = &id
+		}
+	}
+	if params.Since != nil {
+		id, err := s.JobIDAt(ctx, *params.Since)
+		if err != nil {
+			return nil, err
+		}
+		minID = &id
 	}
 	rows, err := s.queries.DeliveryList(ctx, s.on(s.db), &dbsqlc.DeliveryListParams{
 		EventID:        nullable(params.EventID),
@@ -151,6 +169,7 @@ func (s *Store) DeliveryList(ctx context.Context, params *DeliveryListParams) ([
 		Since:          params.Since,
 		Until:          params.Until,
 		BeforeID:       before,
+		MinID:          minID,
 		Max:            int32(listLimit(params.Limit)), //nolint:gosec // bounded by listLimit
 	})
 	if err != nil {

@@ -189,6 +189,17 @@ type Claim struct {
 	OrderedAgents []string
 }
 
+// EventsPending reports whether any event waits for the relay (including events
+// another relay is claiming right now). It is one cheap statement, for an idle
+// relay to run before it opens a claim transaction.
+func (s *Store) EventsPending(ctx context.Context) (bool, error) {
+	pending, err := s.queries.EventsUndispatchedExist(ctx, s.on(s.db))
+	if err != nil {
+		return false, translateError("look for events", err)
+	}
+	return pending, nil
+}
+
 // EventClaimFanoutTx claims up to max undispatched events, oldest first, skipping
 // rows another transaction holds, marks them dispatched and fanned out, and
 // returns the deliveries to create for them. The claim lasts as long as tx: tx

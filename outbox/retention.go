@@ -91,23 +91,40 @@ func (s *Store) EventPartitionBlockers(ctx context.Context, part *EventPartition
 	}, nil
 }
 
-// EventPartitionDrop drops a partition with its events' idempotency keys.
-// It waits at most lockTimeout for the table's lock (which it then holds for an
-// instant), so producers never queue behind it for longer; when the lock is not
-// free in time it returns ErrLockTimeout and changes nothing.
+// EventPartitionDrop drops a partition with its events' idempotency keys, in
+// two steps: it detaches the partition, which takes outbox.events' lock for a
+// change of the catalog only, and then drops the detached table in a
+// transaction of its own, so producers never wait for its files to go. It
+// waits at most lockTimeout for the lock; when the lock is not free in time it
+// returns ErrLockTimeout and changes nothing.
 func (s *Store) EventPartitionDrop(ctx context.Context, name string, lockTimeout time.Duration) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		exec := s.on(tx)
 		if err := s.queries.LockTimeoutSet(ctx, exec, fmt.Sprintf("%dms", max(lockTimeout.Milliseconds(), 1))); err != nil {
 			return err
 		}
-		return s.queries.EventPartitionDrop(ctx, exec, name)
+		return s.queries.EventPartitionDetach(ctx, exec, name)
 	})
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
 		return fmt.Errorf("drop event partition %s: %w", name, ErrLockTimeout)
 	}
-	return translateError("drop event partition "+name, err)
+	if err != nil {
+		return translateError("drop event partition "+name, err)
+	}
+	_, err = s.EventsDetachedDrop(ctx)
+	return err
+}
+
+// EventsDetachedDrop drops the partitions of outbox.events that were detached
+// but not yet dropped (a retention run stopped between its two steps) and
+// returns their names.
+func (s *Store) EventsDetachedDrop(ctx context.Context) ([]string, error) {
+	names, err := s.queries.EventsDetachedDrop(ctx, s.on(s.db))
+	if err != nil {
+		return nil, translateError("drop detached event partitions", err)
+	}
+	return names, nil
 }
 
 // EventsPruneDefault deletes up to limit events of the DEFAULT partition created

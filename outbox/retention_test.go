@@ -164,6 +164,41 @@ func TestEventPartitions(t *testing.T) {
 		require.ErrorContains(t, err, "the DEFAULT partition is never dropped")
 	})
 
+	t.Run("DropDetachesThenDropsAndCleansUpAHalfDoneDrop", func(t *testing.T) {
+		t.Parallel()
+
+		b := setup(t)
+		outboxtest.Event(b.ctx, t, b.store, nil)
+		parts, err := b.store.EventPartitions(b.ctx)
+		require.NoError(t, err)
+		tableExists := func(name string) bool {
+			var exists bool
+			require.NoError(t, outboxtest.Pool(t).QueryRow(b.ctx, "SELECT to_regclass($1) IS NOT NULL", b.store.Schema()+"."+name).Scan(&exists))
+			return exists
+		}
+
+		// A retention run that stopped after the first step leaves a detached table…
+		_, err = outboxtest.Pool(t).Exec(b.ctx, fmt.Sprintf("SELECT %s.events_partition_detach($1)", b.store.Schema()), parts[0].Name)
+		require.NoError(t, err)
+		require.True(t, tableExists(parts[0].Name))
+		require.Zero(t, countRows(b.ctx, t, b.store, "events"), "no longer part of events")
+		// …which the next drops, and only it: every partition is left.
+		dropped, err := b.store.EventsDetachedDrop(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{parts[0].Name}, dropped)
+		require.False(t, tableExists(parts[0].Name))
+		left, err := b.store.EventPartitions(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, parts[1:], left)
+
+		// A whole drop leaves nothing behind.
+		require.NoError(t, b.store.EventPartitionDrop(b.ctx, parts[1].Name, time.Second))
+		require.False(t, tableExists(parts[1].Name))
+		dropped, err = b.store.EventsDetachedDrop(b.ctx)
+		require.NoError(t, err)
+		require.Empty(t, dropped)
+	})
+
 	t.Run("DropGivesUpWhenALongTransactionHoldsTheTable", func(t *testing.T) {
 		t.Parallel()
 

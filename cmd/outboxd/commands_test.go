@@ -63,7 +63,7 @@ func TestUnknownSubcommandsFailWithASuggestion(t *testing.T) {
 	}{
 		{[]string{"nosuchcmd"}, `outboxd: unknown command "nosuchcmd" for "outboxd"; run 'outboxd --help' for the commands`},
 		{[]string{"subscriptions", "lst"}, `outboxd: unknown command "lst" for "outboxd subscriptions"; did you mean "list"`},
-		{[]string{"subscription", "frob"}, `unknown command "frob" for "outboxd subscriptions"; its commands are create, delete, disable, enable, get, list, rotate-secret, test, update`},
+		{[]string{"subscription", "frob"}, `unknown command "frob" for "outboxd subscriptions"; its commands are create, delete, disable, enable, get, list, rotate-secret, stats, test, update`},
 		{[]string{"migrate", "dwon"}, `did you mean "down"?`},
 		{[]string{"agents", "webhook", "gte"}, `unknown command "gte" for "outboxd agents webhook"; did you mean "get"?`},
 		{[]string{"help", "frob"}, `outboxd: unknown command "frob" for "outboxd"`},

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/outboxd/outboxd/outbox/httpapi"
 	"github.com/outboxd/outboxd/outbox/letta"
 )
 
@@ -137,4 +140,19 @@ never fails Letta's write.`,
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(install, uninstall, status)
 	return cmd
+}
+
+// lettaStatus reports the Letta triggers for the operators' console.
+func lettaStatus(pool *pgxpool.Pool, schema string) func(ctx context.Context) (*httpapi.LettaStatus, error) {
+	return func(ctx context.Context) (*httpapi.LettaStatus, error) {
+		status, err := letta.ReadStatus(ctx, pool, schema)
+		if err != nil {
+			return nil, err
+		}
+		out := &httpapi.LettaStatus{Installed: status.Installed, ErrorCount: status.ErrorCount, Recent: []httpapi.LettaTriggerFailure{}}
+		for _, e := range status.Errors {
+			out.Recent = append(out.Recent, httpapi.LettaTriggerFailure{At: e.At, Table: e.Table, Operation: e.Operation, Message: e.Message})
+		}
+		return out, nil
+	}
 }

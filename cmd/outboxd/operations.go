@@ -378,7 +378,7 @@ func newEventsCommand(a *app) *cobra.Command {
 		},
 	}
 	get.Flags().BoolVar(&getJSON, "json", false, "print JSON")
-	cmd.AddCommand(list, get)
+	cmd.AddCommand(list, get, newEventTypesCommand(a))
 	return cmd
 }
 

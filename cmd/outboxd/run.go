@@ -26,10 +26,12 @@ import (
 
 type runFlags struct {
 	httpAddr            string
+	pprofAddr           string
 	httpReadTimeout     time.Duration
 	httpIdleTimeout     time.Duration
 	httpMaxConnections  int
 	sessionLifetime     time.Duration
+	publicURL           string
 	allowPrivateTargets string
 	apiTokenFile        string
 	redisURL            string
@@ -87,9 +89,11 @@ OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP server: REST API (/v1), River UI (/riverui/, sign-in at /login), /healthz, /readyz and /metrics")
+	flags.StringVar(&f.pprofAddr, "pprof-addr", "", "address of a separate HTTP server with Go's profiles (/debug/pprof/), e.g. 127.0.0.1:6060; off by default, and never put it where others can reach it")
 	flags.DurationVar(&f.httpReadTimeout, "http-read-timeout", httpapi.ReadTimeoutDefault, "longest a client may take to send a request, body included; a slower one is answered 408 and disconnected (answers may take --request-timeout + 30s, for subscription tests)")
 	flags.DurationVar(&f.httpIdleTimeout, "http-idle-timeout", httpapi.IdleTimeoutDefault, "close a keep-alive connection that sends no request for this long")
 	flags.IntVar(&f.httpMaxConnections, "http-max-connections", httpapi.MaxConnectionsDefault, "most HTTP connections open at once; more wait to be accepted")
+	flags.StringVar(&f.publicURL, "public-url", "", "where browsers reach this server (https://outboxd.example.com), for the portal links POST /v1/portal/sessions makes; default: each request's own host")
 	flags.DurationVar(&f.sessionLifetime, "session-lifetime", httpapi.SessionLifetimeDefault, "how long a River UI sign-in (/login) lasts before the browser must sign in again")
 	flags.StringVar(&f.allowPrivateTargets, "allow-private-targets", "", "CIDR prefixes that webhooks may reach although private, loopback or link-local, e.g. 127.0.0.0/8 (default none)")
 	flags.StringVar(&f.redisURL, "redis-url", "", "optional Redis (redis://host:6379/0) whose wake channel, <schema>.wake, producers may PUBLISH to after committing for lower latency")
@@ -118,6 +122,7 @@ OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI
 	flags.DurationVar(&f.retentionInterval, "retention-interval", jobs.RetentionIntervalDefault, "how often one daemon drops partitions of outbox.events past --event-retention and makes new ones ahead")
 	flags.DurationVar(&f.shutdownTimeout, "shutdown-timeout", jobs.ShutdownTimeoutDefault, "on SIGTERM, how long in-flight deliveries may finish before they are handed back")
 	a.bindEnv(flags, "http-addr", "OUTBOXD_HTTP_ADDR")
+	a.bindEnv(flags, "public-url", "OUTBOXD_PUBLIC_URL")
 	a.bindEnv(flags, "redis-url", "OUTBOXD_REDIS_URL")
 	a.bindEnv(flags, "allow-private-targets", "OUTBOXD_ALLOW_PRIVATE_TARGETS")
 	a.bindEnv(flags, "delivery-workers", "OUTBOXD_DELIVERY_WORKERS")
@@ -294,6 +299,8 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		TokenOrganization: tokenOrganization(store),
 		RiverUI:           riverUI,
 		SessionLifetime:   f.sessionLifetime,
+		PublicURL:         f.publicURL,
+		LettaStatus:       lettaStatus(pool, a.schema),
 	}), &httpapi.ServerConfig{
 		ReadTimeout:    f.httpReadTimeout,
 		WriteTimeout:   httpapi.WriteTimeoutFor(f.requestTimeout),
@@ -303,6 +310,15 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
+	if f.pprofAddr != "" {
+		profiles, err := startProfiles(f.pprofAddr)
+		if err != nil {
+			_ = server.Close()
+			return err
+		}
+		defer profiles.Close() //nolint:errcheck // exiting anyway
+		logger.InfoContext(ctx, "serving Go profiles", slog.String("pprof_addr", profiles.Addr().String()))
+	}
 
 	if err := daemon.Start(ctx); err != nil {
 		_ = server.Close()

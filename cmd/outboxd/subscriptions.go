@@ -22,7 +22,7 @@ func newSubscriptionsCommand(a *app) *cobra.Command {
 	}
 	cmd.AddCommand(newSubscriptionsCreateCommand(a), newSubscriptionsListCommand(a), newSubscriptionsGetCommand(a), newSubscriptionsDeleteCommand(a),
 		newSubscriptionsEnableCommand(a, true), newSubscriptionsEnableCommand(a, false), newSubscriptionsTestCommand(a),
-		newSubscriptionsUpdateCommand(a), newSubscriptionsRotateSecretCommand(a))
+		newSubscriptionsUpdateCommand(a), newSubscriptionsRotateSecretCommand(a), newSubscriptionsStatsCommand(a))
 	return cmd
 }
 

@@ -51,12 +51,21 @@ var routes = []route{
 	{"GET", "/v1/events", (*api).eventList},
 	{"POST", "/v1/events", (*api).eventPublish},
 	{"GET", "/v1/events/{id}", (*api).eventGet},
+	{"POST", "/v1/portal/sessions", (*api).portalSessionCreate},
+	{"GET", "/v1/portal/sessions", (*api).portalSessionList},
+	{"GET", "/v1/portal/sessions/{id}", (*api).portalSessionGet},
+	{"DELETE", "/v1/portal/sessions/{id}", (*api).portalSessionRevoke},
+	{"GET", "/v1/subscriptions/{id}/stats", (*api).subscriptionStats},
+	{"GET", "/v1/event-types", (*api).eventTypes},
+	{"GET", "/v1/system", (*api).systemGet},
 }
 
 type api struct {
 	store  *outbox.Store
 	ops    Operations
 	logger *slog.Logger
+	public string // Config.PublicURL
+	letta  func(ctx context.Context) (*LettaStatus, error)
 }
 
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -224,12 +233,9 @@ func (a *api) subscriptionList(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	params := &outbox.SubscriptionListParams{AgentID: q.Get("agent_id"), OrganizationID: q.Get("organization_id"), After: cursor, Limit: limit + 1}
-	if p := principalFrom(r.Context()); !p.admin {
-		if params.OrganizationID != "" && params.OrganizationID != p.organizationID {
-			writeJSON(w, a.logger, http.StatusOK, page[*outbox.Subscription]{Data: []*outbox.Subscription{}})
-			return
-		}
-		params.OrganizationID = p.organizationID
+	if !scopeSubscriptionList(principalFrom(r.Context()), params) {
+		writeJSON(w, a.logger, http.StatusOK, page[*outbox.Subscription]{Data: []*outbox.Subscription{}})
+		return
 	}
 	if raw := q.Get("enabled"); raw != "" {
 		enabled, err := strconv.ParseBool(raw)
@@ -256,7 +262,7 @@ func (a *api) subscription(w http.ResponseWriter, r *http.Request) (*outbox.Subs
 // visible passes on a loaded subscription the principal may see, and answers
 // 404 (for another organization's too) or the error otherwise.
 func (a *api) visible(w http.ResponseWriter, r *http.Request, sub *outbox.Subscription, err error) (*outbox.Subscription, bool) {
-	if err == nil && !principalFrom(r.Context()).sees(sub.OrganizationID) {
+	if err == nil && !principalFrom(r.Context()).seesSubscription(sub) {
 		err = outbox.ErrNotFound
 	}
 	if err != nil {
@@ -274,7 +280,114 @@ func (a *api) seesSubscription(ctx context.Context, id string) bool {
 		return true
 	}
 	sub, err := a.store.SubscriptionGet(ctx, id)
-	return err == nil && p.sees(sub.OrganizationID)
+	return err == nil && p.seesSubscription(sub)
+}
+
+// loadSubscription returns a subscription the principal may see, or
+// outbox.ErrNotFound (for another organization's too): the API's handlers and
+// the portal's pages both load through here.
+func (a *api) loadSubscription(ctx context.Context, id string) (*outbox.Subscription, error) {
+	sub, err := a.store.SubscriptionGet(ctx, id)
+	if err == nil && !principalFrom(ctx).seesSubscription(sub) {
+		err = outbox.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+// loadDelivery returns a delivery the principal may see, or outbox.ErrNotFound.
+func (a *api) loadDelivery(ctx context.Context, id int64) (*outbox.Delivery, error) {
+	delivery, err := a.store.DeliveryGet(ctx, id)
+	if err == nil && !a.seesSubscription(ctx, delivery.SubscriptionID) {
+		err = outbox.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return delivery, nil
+}
+
+// scopeSubscriptionList narrows a listing to what the principal may see; it
+// reports false when the listing asks for another organization's (which is
+// then empty).
+func scopeSubscriptionList(p principal, params *outbox.SubscriptionListParams) bool {
+	if p.admin {
+		return true
+	}
+	if params.OrganizationID != "" && params.OrganizationID != p.organizationID {
+		return false
+	}
+	params.OrganizationID = p.organizationID
+	if p.agentID != "" {
+		if params.AgentID != "" && params.AgentID != p.agentID {
+			return false
+		}
+		params.AgentID = p.agentID
+	}
+	return true
+}
+
+// scopeDeliveryList narrows a delivery listing to what the principal may see.
+func scopeDeliveryList(p principal, params *outbox.DeliveryListParams) {
+	if p.admin {
+		return
+	}
+	params.OrganizationID = p.organizationID
+	if p.agentID != "" {
+		params.AgentID = p.agentID
+	}
+}
+
+// subscriptionStatsResponse is GET /v1/subscriptions/{id}/stats: the portal's
+// figures and chart of an endpoint.
+type subscriptionStatsResponse struct {
+	*outbox.SubscriptionStats
+	Hourly []outbox.HourlyOutcomes `json:"hourly"`
+}
+
+func (a *api) subscriptionStats(w http.ResponseWriter, r *http.Request) {
+	sub, ok := a.subscription(w, r)
+	if !ok {
+		return
+	}
+	stats, err := a.store.SubscriptionStatsList(r.Context(), []string{sub.ID}, outbox.StatsSample)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	hourly, err := a.store.SubscriptionHourly(r.Context(), sub.ID, time.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, a.logger, http.StatusOK, &subscriptionStatsResponse{SubscriptionStats: stats[0], Hourly: hourly})
+}
+
+// eventTypeResponse is one entry of GET /v1/event-types.
+type eventTypeResponse struct {
+	outbox.EventTypeInfo
+	LastSeen *time.Time `json:"last_seen"`
+}
+
+func (a *api) eventTypes(w http.ResponseWriter, r *http.Request) {
+	data, err := a.catalog(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := struct {
+		Data   []eventTypeResponse `json:"data"`
+		Others []eventTypeResponse `json:"others"`
+	}{Data: []eventTypeResponse{}, Others: []eventTypeResponse{}}
+	for _, e := range data.Types {
+		out.Data = append(out.Data, eventTypeResponse{EventTypeInfo: e.EventTypeInfo, LastSeen: e.LastSeen})
+	}
+	for _, e := range data.Others {
+		out.Others = append(out.Others, eventTypeResponse{EventTypeInfo: e.EventTypeInfo, LastSeen: e.LastSeen})
+	}
+	writeJSON(w, a.logger, http.StatusOK, out)
 }
 
 func (a *api) subscriptionGet(w http.ResponseWriter, r *http.Request) {
@@ -628,9 +741,7 @@ func (a *api) deliveryList(w http.ResponseWriter, r *http.Request) {
 		}
 		params.State = state
 	}
-	if p := principalFrom(r.Context()); !p.admin {
-		params.OrganizationID = p.organizationID
-	}
+	scopeDeliveryList(principalFrom(r.Context()), params)
 	deliveries, err := a.store.DeliveryList(r.Context(), params)
 	if err != nil {
 		a.fail(w, r, err)
@@ -645,10 +756,7 @@ func (a *api) delivery(w http.ResponseWriter, r *http.Request) (*outbox.Delivery
 	if !ok {
 		return nil, false
 	}
-	delivery, err := a.store.DeliveryGet(r.Context(), id)
-	if err == nil && !a.seesSubscription(r.Context(), delivery.SubscriptionID) {
-		err = outbox.ErrNotFound
-	}
+	delivery, err := a.loadDelivery(r.Context(), id)
 	if err != nil {
 		a.fail(w, r, err)
 		return nil, false

@@ -11,10 +11,19 @@ import (
 	"github.com/outboxd/outboxd/outbox"
 )
 
-// principal is who a request acts as: an admin, or one organization.
+// principal is who a request acts as: an admin, or one organization (through
+// its API token or a portal session), perhaps narrowed to one agent (a portal
+// session opened for an agent).
 type principal struct {
 	admin          bool
 	organizationID string
+	agentID        string
+}
+
+// seesSubscription reports whether the principal may see a subscription: one of
+// its organization's and, for a principal narrowed to an agent, that agent's.
+func (p principal) seesSubscription(sub *outbox.Subscription) bool {
+	return p.sees(sub.OrganizationID) && (p.admin || p.agentID == "" || sub.AgentID == p.agentID)
 }
 
 // sees reports whether the principal may see something of organizationID.

@@ -58,6 +58,15 @@ type Config struct {
 	// browser session started at /login.
 	RiverUI http.Handler
 
+	// PublicURL is where browsers reach this server (scheme, host and any path
+	// prefix), for the portal links the API makes. Empty takes each request's
+	// own scheme and Host.
+	PublicURL string
+
+	// LettaStatus, if set, reports the Letta triggers' install and recent
+	// errors for the operators' console.
+	LettaStatus func(ctx context.Context) (*LettaStatus, error)
+
 	// SessionLifetime is how long a browser session started at /login lasts.
 	// Defaults to SessionLifetimeDefault (12h).
 	SessionLifetime time.Duration
@@ -104,7 +113,7 @@ func NewHandler(config *Config) http.Handler {
 	auth := newAuthenticator(config.AdminTokens, config.TokenOrganization)
 	onError := func(w http.ResponseWriter, r *http.Request, err error) { writeError(w, r, logger, err) }
 	if config.Store != nil {
-		a := &api{store: config.Store, ops: config.Operations, logger: logger}
+		a := &api{store: config.Store, ops: config.Operations, logger: logger, public: config.PublicURL, letta: config.LettaStatus}
 		for _, rt := range routes {
 			handle := rt.handle
 			mux.Handle(rt.method+" "+rt.path, auth.require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -121,12 +130,17 @@ func NewHandler(config *Config) http.Handler {
 			writeProblem(w, http.StatusNotFound, "no such endpoint; see /openapi.json")
 		}), false, onError))
 	}
+	var signIn *sessions
+	if config.Store != nil {
+		signIn = &sessions{store: config.Store, auth: auth, lifetime: cmp.Or(config.SessionLifetime, SessionLifetimeDefault), logger: logger}
+		signIn.mount(mux)
+		a := &api{store: config.Store, ops: config.Operations, logger: logger, public: config.PublicURL, letta: config.LettaStatus}
+		newWebApp(a, signIn, logger, config.RiverUI != nil, config.LettaStatus).mount(mux)
+	}
 	if config.RiverUI != nil {
 		riverUI := auth.require(config.RiverUI, true, onError)
-		if config.Store != nil {
-			s := &sessions{store: config.Store, auth: auth, lifetime: cmp.Or(config.SessionLifetime, SessionLifetimeDefault), logger: logger}
-			s.mount(mux)
-			riverUI = s.require(config.RiverUI, onError)
+		if signIn != nil {
+			riverUI = signIn.require(config.RiverUI, onError)
 		}
 		mux.Handle("/riverui/", riverUI)
 		mux.Handle("GET /riverui", http.RedirectHandler("/riverui/", http.StatusMovedPermanently))

@@ -19,8 +19,13 @@ UPDATE outbox.daemons SET stopped_at = now(), stop_reason = 'stopped' WHERE id =
 -- the jobs they were running back in the queue, as River's rescuer would but at
 -- once: a job with attempts left is due now (River's fetchers hear of it as of an
 -- insert), one without is discarded. Two daemons running this at once do not
--- both take one over: the first holds the dead daemon's row.
-WITH dead AS (
+-- both take one over: the first holds the dead daemon's row. It also forgets
+-- daemons stopped more than a day ago (kept that long for the record), in the
+-- same round trip.
+WITH forgotten AS (
+    DELETE FROM outbox.daemons WHERE stopped_at < now() - interval '1 day'
+),
+dead AS (
     UPDATE outbox.daemons AS d
     SET stopped_at = now(),
         stop_reason = 'no heartbeat since ' || to_char(d.heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '; its jobs were taken over'
@@ -55,7 +60,3 @@ SELECT
 SELECT * FROM outbox.daemons
 WHERE stopped_at IS NULL OR stopped_at > now() - interval '1 day'
 ORDER BY stopped_at IS NOT NULL, started_at;
-
--- name: DaemonsForget :exec
--- Stopped daemons are kept a day for the record.
-DELETE FROM outbox.daemons WHERE stopped_at < now() - interval '1 day';

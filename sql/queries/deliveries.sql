@@ -58,9 +58,10 @@ LEFT JOIN LATERAL (
 ) AS e ON true;
 
 -- name: DeliveryList :many
--- Newest first. The filters run on River's job rows: the subscription has an index
--- that walks its deliveries newest first (migration 5); the event uses River's GIN
--- index on args; organization is the subscription's, agent and type the event's.
+-- Newest first. The filters run on River's job rows: the subscription (migration
+-- 5) and the agent (migration 13) have indexes that walk their deliveries newest
+-- first; the event uses River's GIN index on args; organization is the
+-- subscription's, type the event's.
 SELECT sqlc.embed(d)
 FROM outbox.deliveries AS d
 WHERE d.id IN (
@@ -69,24 +70,25 @@ WHERE d.id IN (
     WHERE j.kind = 'outboxd.delivery'
         AND (sqlc.narg(event_id)::text IS NULL OR j.args @> jsonb_build_object('event_id', sqlc.narg(event_id)::text))
         AND (sqlc.narg(subscription_id)::text IS NULL OR j.args ->> 'subscription_id' = sqlc.narg(subscription_id))
-        AND (sqlc.narg(agent_id)::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e
-            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
-                    AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
-                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
-                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
-                AND e.agent_id = sqlc.narg(agent_id)))
+        -- The fan-out writes the event's agent into every delivery's args (migration
+        -- 14 wrote it into older ones), and an index walks one agent's deliveries
+        -- newest first: looking each delivery's event up instead took seconds.
+        AND (sqlc.narg(agent_id)::text IS NULL OR j.args ->> 'agent_id' = sqlc.narg(agent_id))
         AND (sqlc.narg(organization_id)::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = sqlc.narg(organization_id)))
-        AND (sqlc.narg(event_type)::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e
-            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
+        -- Two lookups, not one with OR: an OR of the id probe and the legacy ids
+        -- made Postgres scan a whole partition of events for every delivery.
+        AND (sqlc.narg(event_type)::text IS NULL
+            OR EXISTS (
+                SELECT 1 FROM outbox.events AS e
+                WHERE e.id = outbox.event_seq(j.args ->> 'event_id')
                     AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
-                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
-                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
-                AND e.type = sqlc.narg(event_type)))
+                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond'
+                    AND e.type = sqlc.narg(event_type))
+            OR EXISTS (
+                SELECT 1 FROM outbox.events_legacy_ids AS l
+                JOIN outbox.events AS e ON e.id = l.event_seq AND e.created_at = l.event_created_at
+                WHERE l.legacy_event_id = j.args ->> 'event_id' AND e.type = sqlc.narg(event_type)))
         AND (sqlc.narg(state)::text IS NULL OR (CASE
             WHEN j.state = 'completed' THEN 'delivered'
             WHEN j.state = 'discarded' THEN 'dead'
@@ -96,9 +98,15 @@ WHERE d.id IN (
             WHEN j.attempt > 0 THEN 'retrying'
             ELSE 'pending'
         END) = sqlc.narg(state))
+        -- The same, said so that the planner can walk migration 13's index of
+        -- ended deliveries newest first (a custom plan folds the other branch).
+        AND (sqlc.narg(state)::text IS DISTINCT FROM 'dead' OR j.state = 'discarded')
+        AND (sqlc.narg(state)::text IS DISTINCT FROM 'cancelled' OR j.state = 'cancelled')
         AND (sqlc.narg(since)::timestamptz IS NULL OR j.created_at >= sqlc.narg(since))
         AND (sqlc.narg(until)::timestamptz IS NULL OR j.created_at < sqlc.narg(until))
         AND (sqlc.narg(before_id)::bigint IS NULL OR j.id < sqlc.narg(before_id))
+        -- since and until as ids (JobIDAt), so the walk stops where they end.
+        AND (sqlc.narg(min_id)::bigint IS NULL OR j.id >= sqlc.narg(min_id))
     ORDER BY j.id DESC
     LIMIT @max
 )

@@ -95,7 +95,10 @@ func (q *Queries) DaemonStop(ctx context.Context, db DBTX, id string) error {
 }
 
 const daemonTakeOver = `-- name: DaemonTakeOver :one
-WITH dead AS (
+WITH forgotten AS (
+    DELETE FROM outbox.daemons WHERE stopped_at < now() - interval '1 day'
+),
+dead AS (
     UPDATE outbox.daemons AS d
     SET stopped_at = now(),
         stop_reason = 'no heartbeat since ' || to_char(d.heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '; its jobs were taken over'
@@ -141,20 +144,12 @@ type DaemonTakeOverRow struct {
 // the jobs they were running back in the queue, as River's rescuer would but at
 // once: a job with attempts left is due now (River's fetchers hear of it as of an
 // insert), one without is discarded. Two daemons running this at once do not
-// both take one over: the first holds the dead daemon's row.
+// both take one over: the first holds the dead daemon's row. It also forgets
+// daemons stopped more than a day ago (kept that long for the record), in the
+// same round trip.
 func (q *Queries) DaemonTakeOver(ctx context.Context, db DBTX, arg *DaemonTakeOverParams) (*DaemonTakeOverRow, error) {
 	row := db.QueryRow(ctx, daemonTakeOver, arg.DeadAfterSeconds, arg.Self)
 	var i DaemonTakeOverRow
 	err := row.Scan(&i.Daemons, &i.Jobs, &i.Notified)
 	return &i, err
-}
-
-const daemonsForget = `-- name: DaemonsForget :exec
-DELETE FROM outbox.daemons WHERE stopped_at < now() - interval '1 day'
-`
-
-// Stopped daemons are kept a day for the record.
-func (q *Queries) DaemonsForget(ctx context.Context, db DBTX) error {
-	_, err := db.Exec(ctx, daemonsForget)
-	return err
 }

@@ -128,24 +128,25 @@ WHERE d.id IN (
     WHERE j.kind = 'outboxd.delivery'
         AND ($1::text IS NULL OR j.args @> jsonb_build_object('event_id', $1::text))
         AND ($2::text IS NULL OR j.args ->> 'subscription_id' = $2)
-        AND ($3::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e
-            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
-                    AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
-                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
-                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
-                AND e.agent_id = $3))
+        -- The fan-out writes the event's agent into every delivery's args (migration
+        -- 14 wrote it into older ones), and an index walks one agent's deliveries
+        -- newest first: looking each delivery's event up instead took seconds.
+        AND ($3::text IS NULL OR j.args ->> 'agent_id' = $3)
         AND ($4::text IS NULL OR j.args ->> 'subscription_id' IN (
             SELECT s.id FROM outbox.subscriptions AS s WHERE s.organization_id = $4))
-        AND ($5::text IS NULL OR EXISTS (
-            SELECT 1 FROM outbox.events AS e
-            WHERE ((e.id = outbox.event_seq(j.args ->> 'event_id')
+        -- Two lookups, not one with OR: an OR of the id probe and the legacy ids
+        -- made Postgres scan a whole partition of events for every delivery.
+        AND ($5::text IS NULL
+            OR EXISTS (
+                SELECT 1 FROM outbox.events AS e
+                WHERE e.id = outbox.event_seq(j.args ->> 'event_id')
                     AND e.created_at >= outbox.event_time(j.args ->> 'event_id')
-                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond')
-                OR (e.id, e.created_at) IN (SELECT l.event_seq, l.event_created_at FROM outbox.events_legacy_ids AS l
-                    WHERE l.legacy_event_id = j.args ->> 'event_id'))
-                AND e.type = $5))
+                    AND e.created_at < outbox.event_time(j.args ->> 'event_id') + interval '1 millisecond'
+                    AND e.type = $5)
+            OR EXISTS (
+                SELECT 1 FROM outbox.events_legacy_ids AS l
+                JOIN outbox.events AS e ON e.id = l.event_seq AND e.created_at = l.event_created_at
+                WHERE l.legacy_event_id = j.args ->> 'event_id' AND e.type = $5))
         AND ($6::text IS NULL OR (CASE
             WHEN j.state = 'completed' THEN 'delivered'
             WHEN j.state = 'discarded' THEN 'dead'
@@ -155,11 +156,17 @@ WHERE d.id IN (
             WHEN j.attempt > 0 THEN 'retrying'
             ELSE 'pending'
         END) = $6)
+        -- The same, said so that the planner can walk migration 13's index of
+        -- ended deliveries newest first (a custom plan folds the other branch).
+        AND ($6::text IS DISTINCT FROM 'dead' OR j.state = 'discarded')
+        AND ($6::text IS DISTINCT FROM 'cancelled' OR j.state = 'cancelled')
         AND ($7::timestamptz IS NULL OR j.created_at >= $7)
         AND ($8::timestamptz IS NULL OR j.created_at < $8)
         AND ($9::bigint IS NULL OR j.id < $9)
+        -- since and until as ids (JobIDAt), so the walk stops where they end.
+        AND ($10::bigint IS NULL OR j.id >= $10)
     ORDER BY j.id DESC
-    LIMIT $10
+    LIMIT $11
 )
 ORDER BY d.id DESC
 `
@@ -174,6 +181,7 @@ type DeliveryListParams struct {
 	Since          *time.Time
 	Until          *time.Time
 	BeforeID       *int64
+	MinID          *int64
 	Max            int32
 }
 
@@ -181,9 +189,10 @@ type DeliveryListRow struct {
 	OutboxDelivery OutboxDelivery
 }
 
-// Newest first. The filters run on River's job rows: the subscription has an index
-// that walks its deliveries newest first (migration 5); the event uses River's GIN
-// index on args; organization is the subscription's, agent and type the event's.
+// Newest first. The filters run on River's job rows: the subscription (migration
+// 5) and the agent (migration 13) have indexes that walk their deliveries newest
+// first; the event uses River's GIN index on args; organization is the
+// subscription's, type the event's.
 func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListParams) ([]*DeliveryListRow, error) {
 	rows, err := db.Query(ctx, deliveryList,
 		arg.EventID,
@@ -195,6 +204,7 @@ func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListPa
 		arg.Since,
 		arg.Until,
 		arg.BeforeID,
+		arg.MinID,
 		arg.Max,
 	)
 	if err != nil {

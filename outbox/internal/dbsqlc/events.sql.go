@@ -390,6 +390,18 @@ func (q *Queries) EventPartitionBlocked(ctx context.Context, db DBTX, arg *Event
 	return &i, err
 }
 
+const eventPartitionDetach = `-- name: EventPartitionDetach :exec
+SELECT outbox.events_partition_detach($1::text)
+`
+
+// Detaches a partition and deletes its idempotency keys: the first of
+// retention's two steps, the one that takes outbox.events' lock (for a change
+// of the catalog only). The caller sets lock_timeout.
+func (q *Queries) EventPartitionDetach(ctx context.Context, db DBTX, name string) error {
+	_, err := db.Exec(ctx, eventPartitionDetach, name)
+	return err
+}
+
 const eventPartitionDrop = `-- name: EventPartitionDrop :exec
 SELECT outbox.events_partition_drop($1::text)
 `
@@ -529,6 +541,32 @@ func (q *Queries) EventPublish(ctx context.Context, db DBTX, arg *EventPublishPa
 	return &i, err
 }
 
+const eventsDetachedDrop = `-- name: EventsDetachedDrop :many
+SELECT name::text FROM outbox.events_detached_drop() AS name
+`
+
+// Drops the partitions detached by EventPartitionDetach, in a transaction of
+// its own that takes no lock producers wait for.
+func (q *Queries) EventsDetachedDrop(ctx context.Context, db DBTX) ([]string, error) {
+	rows, err := db.Query(ctx, eventsDetachedDrop)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		items = append(items, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const eventsPruneDefault = `-- name: EventsPruneDefault :execrows
 WITH gone AS (
     DELETE FROM outbox.events_default AS e
@@ -579,6 +617,20 @@ func (q *Queries) EventsPruneDefault(ctx context.Context, db DBTX, arg *EventsPr
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const eventsUndispatchedExist = `-- name: EventsUndispatchedExist :one
+SELECT EXISTS (SELECT 1 FROM outbox.events WHERE dispatched_at IS NULL) AS pending
+`
+
+// Whether any event waits for the relay: an idle relay's look before it opens a
+// claim transaction, one round trip instead of four. Rows another relay holds
+// count too; the claim that follows then finds nothing, which is harmless.
+func (q *Queries) EventsUndispatchedExist(ctx context.Context, db DBTX) (bool, error) {
+	row := db.QueryRow(ctx, eventsUndispatchedExist)
+	var pending bool
+	err := row.Scan(&pending)
+	return pending, err
 }
 
 const lockTimeoutSet = `-- name: LockTimeoutSet :exec

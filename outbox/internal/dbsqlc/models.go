@@ -144,6 +144,19 @@ type OutboxEventsLegacyID struct {
 	EventCreatedAt time.Time
 }
 
+type OutboxPortalSession struct {
+	ID             string
+	OrganizationID string
+	AgentID        *string
+	LinkDigest     []byte
+	CreatedBy      string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	OpenedAt       *time.Time
+	WebSessionID   *string
+	RevokedAt      *time.Time
+}
+
 type OutboxRiverJob struct {
 	ID          int64
 	State       OutboxRiverJobState

@@ -44,6 +44,44 @@ func (q *Queries) JobCountsByQueueState(ctx context.Context, db DBTX) ([]*JobCou
 	return items, nil
 }
 
+const jobCountsUnfinished = `-- name: JobCountsUnfinished :many
+SELECT queue, state::text AS state, count(*)::bigint AS jobs
+FROM outbox.river_job
+WHERE state IN ('available', 'pending', 'retryable', 'running', 'scheduled')
+GROUP BY queue, state
+ORDER BY queue, state
+`
+
+type JobCountsUnfinishedRow struct {
+	Queue string
+	State string
+	Jobs  int64
+}
+
+// River jobs not finished yet, by queue and state: the work ahead, which an
+// operator watches. Only these states are counted, through River's fetching
+// index on (state, queue, …), so the count stays cheap however many finished
+// jobs the retention keeps.
+func (q *Queries) JobCountsUnfinished(ctx context.Context, db DBTX) ([]*JobCountsUnfinishedRow, error) {
+	rows, err := db.Query(ctx, jobCountsUnfinished)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*JobCountsUnfinishedRow
+	for rows.Next() {
+		var i JobCountsUnfinishedRow
+		if err := rows.Scan(&i.Queue, &i.State, &i.Jobs); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const subscriptionHealth = `-- name: SubscriptionHealth :one
 SELECT
     (SELECT count(*) FROM outbox.subscriptions WHERE NOT enabled)::bigint AS disabled,
