@@ -342,6 +342,9 @@ func TestConsoleInChromium(t *testing.T) {
 // before disabling an endpoint or rotating its secret), as a person would.
 func acceptDialogs(t *testing.T, ctx context.Context) {
 	t.Helper()
+	// Open the tab first: listening on a context whose tab is not open yet would
+	// open it from this goroutine while the test's first action opens it too.
+	require.NoError(t, chromedp.Do(ctx))
 	go func() {
 		for _, err := range chromedp.Events(ctx, cdppage.JavascriptDialogOpening) {
 			if err != nil {
