@@ -231,36 +231,6 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 // ended with no answer recorded (see NextRetry).
 const unrecordedRetryDelay = time.Second
 
-// webhookBody is the JSON sent to receivers.
-type webhookBody struct {
-	ID             string          `json:"id"`
-	Type           string          `json:"type"`
-	Timestamp      string          `json:"timestamp"`
-	OrganizationID *string         `json:"organization_id"`
-	AgentID        *string         `json:"agent_id"`
-	Data           json.RawMessage `json:"data"`
-}
-
-func encodeBody(event *outbox.Event) ([]byte, error) {
-	var data bytes.Buffer
-	if err := json.Compact(&data, event.Payload); err != nil {
-		return nil, fmt.Errorf("event %s payload: %w", event.ID, err)
-	}
-	body := webhookBody{
-		ID:        event.ID,
-		Type:      event.Type,
-		Timestamp: event.CreatedAt.UTC().Format(time.RFC3339Nano),
-		Data:      data.Bytes(),
-	}
-	if event.OrganizationID != "" {
-		body.OrganizationID = &event.OrganizationID
-	}
-	if event.AgentID != "" {
-		body.AgentID = &event.AgentID
-	}
-	return json.Marshal(body)
-}
-
 func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
 	target, err := w.targets.load(ctx, outbox.DeliveryKey{EventID: job.Args.EventID, SubscriptionID: job.Args.SubscriptionID})
 	switch {
@@ -336,7 +306,7 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 		}
 	}
 
-	body, err := encodeBody(target.Event)
+	body, err := outbox.WebhookBody(target.Event)
 	if err != nil {
 		return w.cancel(err)
 	}

@@ -93,7 +93,7 @@ func (o *Operations) SubscriptionTest(ctx context.Context, subscriptionID string
 		Payload:   payload,
 		CreatedAt: w.now(),
 	}
-	body, err := encodeBody(event)
+	body, err := outbox.WebhookBody(event)
 	if err != nil {
 		return nil, err
 	}
