@@ -23,7 +23,10 @@ const (
 	FanoutWorkersDefault     = 4
 	DeliveryWorkersDefault   = 100
 	FetchCooldownDefault     = 5 * time.Millisecond
-	FetchPollIntervalDefault = 200 * time.Millisecond
+	FetchPollIntervalDefault = time.Second
+	// FetchPollIntervalPollOnlyDefault is FetchPollInterval's default when
+	// PollOnly: polls are then how every job is found.
+	FetchPollIntervalPollOnlyDefault = 200 * time.Millisecond
 
 	// fanoutFetchPollInterval is the least poll interval of the fan-out queue.
 	fanoutFetchPollInterval   = time.Second
@@ -64,7 +67,8 @@ type Config struct {
 	FetchCooldown time.Duration
 
 	// FetchPollInterval is how often an idle queue looks for jobs it was not
-	// notified of. Defaults to 200 ms.
+	// notified of. Every claim and every retry that makes deliveries due
+	// notifies, so this is a backstop. Defaults to 1 s; 200 ms when PollOnly.
 	FetchPollInterval time.Duration
 
 	// RescueStuckJobsAfter is when a job still marked running is presumed lost with
@@ -173,6 +177,9 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 	}
 	if c.FetchPollInterval <= 0 {
 		c.FetchPollInterval = FetchPollIntervalDefault
+		if c.PollOnly {
+			c.FetchPollInterval = FetchPollIntervalPollOnlyDefault
+		}
 	}
 	if c.CompletedRetention <= 0 {
 		c.CompletedRetention = CompletedRetentionDefault

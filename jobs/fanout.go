@@ -44,7 +44,9 @@ func fanout(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], store 
 func createDeliveries(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], store *outbox.Store, retrySchedule outbox.RetrySchedule, deliveries []outbox.FanoutDelivery, agents []string) error {
 	if len(deliveries) > 0 {
 		params := make([]river.InsertManyParams, len(deliveries))
+		due := false // some delivery is available now, not pending in its line
 		for i, d := range deliveries {
+			due = due || !d.Ordered
 			schedule := d.RetrySchedule
 			if schedule == nil {
 				schedule = retrySchedule
@@ -57,6 +59,11 @@ func createDeliveries(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.T
 		}
 		if _, err := client.InsertManyFastTx(ctx, tx, params); err != nil {
 			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		if due {
+			if err := store.DeliveriesAnnounceTx(ctx, tx, QueueDelivery); err != nil {
+				return err
+			}
 		}
 	}
 	if _, err := store.OrderedPromoteTx(ctx, tx, agents, 0); err != nil {

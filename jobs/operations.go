@@ -54,8 +54,12 @@ func (o *Operations) DeliveryRetry(ctx context.Context, id int64) (*outbox.Deliv
 		if requeued, err := store.OrderedRetryTx(ctx, tx, id); err != nil || requeued {
 			return err
 		}
-		_, err := o.daemon.client.JobRetryTx(ctx, tx, id)
-		return err
+		if _, err := o.daemon.client.JobRetryTx(ctx, tx, id); err != nil {
+			return err
+		}
+		// River's JobRetry sends no notification: without this the delivery
+		// waits for the next fetch poll.
+		return store.DeliveriesAnnounceTx(ctx, tx, QueueDelivery)
 	})
 	if errors.Is(err, river.ErrNotFound) {
 		return nil, outbox.ErrNotFound
@@ -313,6 +317,7 @@ func (w *recoveryWorker) retryPage(ctx context.Context, client *river.Client[pgx
 				return err
 			}
 		}
+		retried := 0
 		for _, f := range failed {
 			if f.Ordered {
 				continue
@@ -320,7 +325,11 @@ func (w *recoveryWorker) retryPage(ctx context.Context, client *river.Client[pgx
 			if _, err := client.JobRetryTx(ctx, tx, f.ID); err != nil && !errors.Is(err, river.ErrNotFound) {
 				return fmt.Errorf("retry delivery %d: %w", f.ID, err)
 			}
+			retried++
 		}
-		return nil
+		if retried == 0 {
+			return nil
+		}
+		return w.store.DeliveriesAnnounceTx(ctx, tx, QueueDelivery)
 	})
 }

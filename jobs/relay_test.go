@@ -119,3 +119,43 @@ func TestQuietRelayLooksBeforeItClaims(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, got.DispatchedAt)
 }
+
+// River sends at most one insert notification per queue per FetchCooldown from
+// each client, so a claim made just after another one sent none, and its
+// deliveries waited for River's next fetch poll. Every claim that makes
+// deliveries due announces them itself. Here River polls hourly and its
+// cooldown is 3 s: the second event, claimed well within the cooldown of the
+// first, is delivered in time only if its own claim announced it.
+func TestClaimAnnouncesItsDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := outboxtest.Store(t)
+	rcv := newTestReceiver(t, nil)
+	outboxtest.Subscription(ctx, t, store, &outboxtest.SubscriptionOpts{URL: rcv.server.URL})
+	daemon, err := NewDaemon(outboxtest.NewPool(t, 8), &Config{
+		Store:             store,
+		Guard:             outboxtest.LoopbackGuard(),
+		Relay:             RelayConfig{PollInterval: time.Hour, ActivePollInterval: time.Hour, WokenPollInterval: time.Millisecond},
+		FetchCooldown:     3 * time.Second,
+		FetchPollInterval: time.Hour,
+	})
+	require.NoError(t, err)
+	claimed := &daemon.relay.testSignals.claimed
+	claimed.init(t)
+	require.NoError(t, daemon.Start(ctx))
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		require.NoError(t, daemon.Stop(stopCtx))
+	})
+
+	require.Zero(t, claimed.waitOrTimeout(t), "the first pass finds nothing")
+	for range 2 {
+		began := time.Now()
+		outboxtest.Event(ctx, t, store, nil)
+		daemon.relay.Wake()
+		require.Equal(t, 1, claimed.waitOrTimeout(t))
+		rcv.next(t)
+		t.Logf("delivered %s after the commit", time.Since(began).Round(time.Millisecond))
+	}
+}

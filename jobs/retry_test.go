@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxd/outboxd/outbox"
+	"github.com/outboxd/outboxd/outbox/outboxtest"
 )
 
 func TestRetryDelay(t *testing.T) {
@@ -102,4 +103,23 @@ func TestRescuedDeliveryRetriesSoon(t *testing.T) {
 	// Work's own decision, when it made one, wins.
 	w.nextRetry.Store(int64(7), now.Add(time.Hour))
 	require.Equal(t, now.Add(time.Hour), w.NextRetry(job))
+}
+
+// River's JobRetry notifies nobody, so a delivery retried by hand (the API, the
+// CLI, the console) would wait for the next fetch poll. The retry announces it:
+// here River polls hourly, and the retried delivery still goes out at once.
+func TestRetriedByHandGoesAtOnce(t *testing.T) {
+	t.Parallel()
+	rcv := newTestReceiver(t, nil)
+	b := setupDaemon(t, func(c *Config) { c.FetchPollInterval = time.Hour })
+	outboxtest.Subscription(b.ctx, t, b.store, &outboxtest.SubscriptionOpts{URL: rcv.server.URL})
+	outboxtest.Event(b.ctx, t, b.store, nil)
+	rcv.next(t)
+	job := b.waitFinal(t, 1)[0]
+	require.Equal(t, rivertype.JobStateCompleted, job.State)
+
+	_, err := b.daemon.Operations().DeliveryRetry(b.ctx, job.ID)
+	require.NoError(t, err)
+	rcv.next(t)
+	require.Equal(t, rivertype.JobStateCompleted, b.waitFinal(t, 1)[0].State)
 }

@@ -327,3 +327,14 @@ func (s *Store) deliveryTargetFromRow(row *dbsqlc.DeliveryTargetsRow) (*Delivery
 	}
 	return target, nil
 }
+
+// DeliveriesAnnounceTx tells the River producers of queue, when tx commits,
+// that it made jobs due there. River's own insert notification is rate-limited
+// per client (one per queue per FetchCooldown), so without this a batch
+// committed just after another may wait for the next fetch poll.
+func (s *Store) DeliveriesAnnounceTx(ctx context.Context, tx Executor, queue string) error {
+	if err := s.queries.DeliveriesAnnounce(ctx, s.on(tx), queue); err != nil {
+		return translateError("announce deliveries", err)
+	}
+	return nil
+}

@@ -104,7 +104,7 @@ OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI
 	flags.DurationVar(&f.pollInterval, "poll-interval", jobs.RelayPollIntervalDefault, "how often an idle relay looks for new events (outbox.wake() wakes it sooner)")
 	flags.IntVar(&f.batchSize, "batch-size", jobs.RelayBatchSizeDefault, "most events the relay claims at once")
 	flags.DurationVar(&f.fetchCooldown, "fetch-cooldown", jobs.FetchCooldownDefault, "shortest pause between River fetches of a queue")
-	flags.DurationVar(&f.fetchPoll, "fetch-poll-interval", jobs.FetchPollIntervalDefault, "how often an idle River queue polls")
+	flags.DurationVar(&f.fetchPoll, "fetch-poll-interval", 0, fmt.Sprintf("how often an idle River queue polls (default %s; %s with --pooler transaction)", jobs.FetchPollIntervalDefault, jobs.FetchPollIntervalPollOnlyDefault))
 	flags.DurationVar(&f.requestTimeout, "request-timeout", jobs.RequestTimeoutDefault, "limit on one delivery attempt, from connect to the end of the response")
 	flags.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "limit on connecting to a receiver")
 	flags.StringVar(&f.retrySchedule, "retry-schedule", jobs.DefaultRetrySchedule.String(), "default waits between attempts, for subscriptions without their own")

@@ -166,3 +166,10 @@ SELECT outbox.delivery_lease_take(@subscription_id::text, @job_id::bigint, make_
 
 -- name: DeliveryLeaseRelease :exec
 DELETE FROM outbox.delivery_leases WHERE job_id = @job_id;
+
+-- name: DeliveriesAnnounce :exec
+-- Tells River's producers of @queue that jobs are due, when the transaction
+-- commits. River's own insert notification sends at most one per queue per
+-- FetchCooldown from each client, so a claim committed just after another one
+-- may announce nothing, and its deliveries would wait for the next fetch poll.
+SELECT pg_notify('outbox.river_insert', json_build_object('queue', @queue::text)::text);

@@ -11,6 +11,19 @@ import (
 	"time"
 )
 
+const deliveriesAnnounce = `-- name: DeliveriesAnnounce :exec
+SELECT pg_notify('outbox.river_insert', json_build_object('queue', $1::text)::text)
+`
+
+// Tells River's producers of @queue that jobs are due, when the transaction
+// commits. River's own insert notification sends at most one per queue per
+// FetchCooldown from each client, so a claim committed just after another one
+// may announce nothing, and its deliveries would wait for the next fetch poll.
+func (q *Queries) DeliveriesAnnounce(ctx context.Context, db DBTX, queue string) error {
+	_, err := db.Exec(ctx, deliveriesAnnounce, queue)
+	return err
+}
+
 const deliveryFailedIDs = `-- name: DeliveryFailedIDs :many
 SELECT j.id, (j.args ? 'seq')::boolean AS ordered
 FROM outbox.river_job AS j
