@@ -242,8 +242,12 @@ func run(ctx context.Context, opts *options) error {
 	return nil
 }
 
+// benchStart is when this process began; log lines say how long ago.
+var benchStart = time.Now()
+
 func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	elapsed := time.Since(benchStart).Truncate(time.Second)
+	fmt.Fprintf(os.Stderr, "bench %8s: "+format+"\n", append([]any{elapsed}, args...)...)
 }
 
 // runOnce runs every scenario once, each in its own fresh schema.
@@ -580,12 +584,18 @@ func steadyWith(ctx context.Context, env *benchEnv, rcv *receiver, cfg *steadyCo
 		return nil, errors.New("no event was committed after the warm-up")
 	}
 	slices.Sort(latencies)
+	legs, slowLegs, err := stageTrace(ctx, env, commits, received, start)
+	if err != nil {
+		return nil, err
+	}
 	return &steadyResult{
 		publishedPerSec: float64(measured) / lastCommit.Sub(measureFrom).Seconds(),
 		deliveredPerSec: float64(measured) / lastReceipt.Sub(measureFrom).Seconds(),
 		p50:             percentile(latencies, 0.50),
 		p99:             percentile(latencies, 0.99),
 		max:             latencies[len(latencies)-1],
+		legs:            legs,
+		slowLegs:        slowLegs,
 	}, nil
 }
 

@@ -435,7 +435,7 @@ func paced(ctx context.Context, env *benchEnv, rcv *receiver, cfg *pacedConfig) 
 	if err != nil {
 		return nil, err
 	}
-	if r.legs, r.slowLegs, err = stageTrace(ctx, env, commits, received); err != nil {
+	if r.legs, r.slowLegs, err = stageTrace(ctx, env, commits, received, start); err != nil {
 		return nil, err
 	}
 	// Deliveries over every path, from the end of the warm-up to the last.
@@ -708,9 +708,9 @@ func (s stages) String() string {
 
 // stageTrace returns the median legs over every measured event and over the
 // slowest 1 %, so a tail can be pinned on the relay, River's fetch or the POST.
-func stageTrace(ctx context.Context, env *benchEnv, commits *sync.Map, received map[string]time.Time) (all, slowest stages, err error) {
+func stageTrace(ctx context.Context, env *benchEnv, commits *sync.Map, received map[string]time.Time, since time.Time) (all, slowest stages, err error) {
 	rows, err := env.pool.Query(ctx, "SELECT args->>'event_id', created_at, attempted_at FROM "+env.schema+
-		".river_job WHERE kind = $1 AND attempted_at IS NOT NULL", jobs.KindDelivery)
+		".river_job WHERE kind = $1 AND attempted_at IS NOT NULL AND created_at >= $2", jobs.KindDelivery, since)
 	if err != nil {
 		return all, slowest, fmt.Errorf("trace stages: %w", err)
 	}
