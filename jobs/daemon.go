@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -247,6 +248,11 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		ID:     d.id,
 		Schema: c.Store.Schema(),
 		Logger: slog.New(d.QuietDuringOutage(&minLevelHandler{Handler: d.logger.Handler(), min: slog.LevelWarn})),
+		// River's GIN indexes on args and metadata are gone (migration 14): its
+		// reindexer would warn daily that they are missing.
+		ReindexerIndexNames: slices.DeleteFunc(river.ReindexerIndexNamesDefault(), func(name string) bool {
+			return name == "river_job_args_index" || name == "river_job_metadata_index"
+		}),
 		Queues: map[string]river.QueueConfig{
 			// Its jobs (recoveries, pruning, sweeps, an older outboxd's fan-outs) are
 			// inserted with River's notification or on a schedule, and none is urgent:

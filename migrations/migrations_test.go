@@ -1012,8 +1012,48 @@ func TestDeliveryAgentIndexBackfillsUnfinishedDeliveries(t *testing.T) {
 		return exists
 	}
 	require.True(t, indexExists())
-	_, err = m.Down(ctx, &migrations.DownOpts{Steps: 1})
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: latest - 12})
 	require.NoError(t, err)
 	require.False(t, indexExists())
 	require.Equal(t, "agent-7", *agentOf(dead), "going down keeps the args")
+}
+
+// Migration 14 trades River's GIN indexes on args and metadata, which no query
+// used, for a btree index on deliveries' event ids, which the history's event
+// filter walks; going down brings them back.
+func TestRiverJobWithoutGIN(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := outboxtest.Pool(t)
+	schema := freshSchema(t)
+	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	exists := func(index string) bool {
+		var ok bool
+		require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema+"."+index).Scan(&ok))
+		return ok
+	}
+	require.False(t, exists("river_job_args_index"))
+	require.False(t, exists("river_job_metadata_index"))
+	require.True(t, exists("river_job_outboxd_delivery_event"))
+
+	// The event filter finds its deliveries through the new index.
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only
+	_, err = tx.Exec(ctx, "SET LOCAL enable_seqscan = off")
+	require.NoError(t, err)
+	var plan string
+	require.NoError(t, tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) SELECT id FROM `+schema+`.river_job
+		WHERE kind = 'outboxd.delivery' AND args ->> 'event_id' = 'evt_1'`).Scan(&plan))
+	require.Contains(t, plan, "river_job_outboxd_delivery_event")
+	require.NoError(t, tx.Rollback(ctx))
+
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: 1})
+	require.NoError(t, err)
+	require.True(t, exists("river_job_args_index"))
+	require.True(t, exists("river_job_metadata_index"))
+	require.False(t, exists("river_job_outboxd_delivery_event"))
 }

@@ -60,7 +60,7 @@ LEFT JOIN LATERAL (
 -- name: DeliveryList :many
 -- Newest first. The filters run on River's job rows: the subscription (migration
 -- 5) and the agent (migration 13) have indexes that walk their deliveries newest
--- first; the event uses River's GIN index on args; organization is the
+-- first; the event has its own index (migration 14); organization is the
 -- subscription's, type the event's.
 SELECT sqlc.embed(d)
 FROM outbox.deliveries AS d
@@ -68,7 +68,7 @@ WHERE d.id IN (
     SELECT j.id
     FROM outbox.river_job AS j
     WHERE j.kind = 'outboxd.delivery'
-        AND (sqlc.narg(event_id)::text IS NULL OR j.args @> jsonb_build_object('event_id', sqlc.narg(event_id)::text))
+        AND (sqlc.narg(event_id)::text IS NULL OR j.args ->> 'event_id' = sqlc.narg(event_id))
         AND (sqlc.narg(subscription_id)::text IS NULL OR j.args ->> 'subscription_id' = sqlc.narg(subscription_id))
         -- The fan-out writes the event's agent into every delivery's args (migration
         -- 14 wrote it into older ones), and an index walks one agent's deliveries
@@ -155,7 +155,8 @@ WHERE s.id = @subscription_id
     AND NOT EXISTS (
         SELECT 1 FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery'
-            AND j.args @> jsonb_build_object('event_id', coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at)), 'subscription_id', s.id))
+            AND j.args ->> 'event_id' = coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at))
+            AND j.args ->> 'subscription_id' = s.id)
 ORDER BY e.id
 LIMIT @max;
 

@@ -139,7 +139,7 @@ WHERE d.id IN (
     SELECT j.id
     FROM outbox.river_job AS j
     WHERE j.kind = 'outboxd.delivery'
-        AND ($1::text IS NULL OR j.args @> jsonb_build_object('event_id', $1::text))
+        AND ($1::text IS NULL OR j.args ->> 'event_id' = $1)
         AND ($2::text IS NULL OR j.args ->> 'subscription_id' = $2)
         -- The fan-out writes the event's agent into every delivery's args (migration
         -- 14 wrote it into older ones), and an index walks one agent's deliveries
@@ -204,7 +204,7 @@ type DeliveryListRow struct {
 
 // Newest first. The filters run on River's job rows: the subscription (migration
 // 5) and the agent (migration 13) have indexes that walk their deliveries newest
-// first; the event uses River's GIN index on args; organization is the
+// first; the event has its own index (migration 14); organization is the
 // subscription's, type the event's.
 func (q *Queries) DeliveryList(ctx context.Context, db DBTX, arg *DeliveryListParams) ([]*DeliveryListRow, error) {
 	rows, err := db.Query(ctx, deliveryList,
@@ -406,7 +406,8 @@ WHERE s.id = $3
     AND NOT EXISTS (
         SELECT 1 FROM outbox.river_job AS j
         WHERE j.kind = 'outboxd.delivery'
-            AND j.args @> jsonb_build_object('event_id', coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at)), 'subscription_id', s.id))
+            AND j.args ->> 'event_id' = coalesce(e.legacy_event_id, outbox.event_id(e.id, e.created_at))
+            AND j.args ->> 'subscription_id' = s.id)
 ORDER BY e.id
 LIMIT $5
 `

@@ -578,7 +578,7 @@ WITH gone AS (
             AND NOT EXISTS (
                 SELECT 1 FROM outbox.river_job AS j
                 WHERE j.kind = 'outboxd.delivery'
-                    AND j.args @> jsonb_build_object('event_id', coalesce(old.legacy_event_id, outbox.event_id(old.id, old.created_at)))
+                    AND j.args ->> 'event_id' = coalesce(old.legacy_event_id, outbox.event_id(old.id, old.created_at))
                     AND j.state NOT IN ('completed', 'discarded', 'cancelled')
             )
         ORDER BY old.id
