@@ -124,8 +124,9 @@ func fill(ctx context.Context, env *benchEnv, spec fillSpec) (*fillStats, error)
 			var deliveries, fanouts int64
 			err := tx.QueryRow(ctx, fmt.Sprintf(`
 				WITH e AS (
-					INSERT INTO %[1]s.events (type, organization_id, agent_id, payload, created_at, dispatched_at, fanned_out_at)
-					SELECT ($5::text[])[g %% 3 + 1], 'org-' || (g %% %[2]d %% %[3]d), 'agent-' || (g %% %[4]d),
+					INSERT INTO %[1]s.events (id, type, organization_id, agent_id, payload, created_at, dispatched_at, fanned_out_at)
+					OVERRIDING SYSTEM VALUE
+					SELECT g, ($5::text[])[g %% 3 + 1], 'org-' || (g %% %[2]d %% %[3]d), 'agent-' || (g %% %[4]d),
 					       jsonb_build_object('step_id', 'step-' || g, 'run_id', 'run-' || g / 10, 'model', 'gpt-4o-mini',
 					           'stop_reason', 'end_turn', 'usage', jsonb_build_object('prompt_tokens', 1834, 'completion_tokens', 212, 'total_tokens', 2046),
 					           'messages', jsonb_build_array('message-' || g || '-a', 'message-' || g || '-b'), 'tool_calls', 1),
@@ -198,6 +199,12 @@ func fill(ctx context.Context, env *benchEnv, spec fillSpec) (*fillStats, error)
 		return nil, err
 	}
 	stats.events = total
+	// Positions are the series' numbers, in created_at order as the relay would
+	// have claimed them, whichever connection wrote them; the identity goes on
+	// after the last.
+	if _, err := env.pool.Exec(ctx, fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%s.events', 'id'), $1)`, s), total); err != nil {
+		return nil, fmt.Errorf("fill: events' identity: %w", err)
+	}
 	indexStart := time.Now()
 	err = inParallel(ctx, fillWorkers, indexes, func(index [2]string) error {
 		err := pgx.BeginFunc(ctx, env.pool, func(tx pgx.Tx) error {
