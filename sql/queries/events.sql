@@ -40,7 +40,12 @@ FROM (
 -- Whether any event waits for the relay: an idle relay's look before it opens a
 -- claim transaction, one round trip instead of four. Rows another relay holds
 -- count too; the claim that follows then finds nothing, which is harmless.
-SELECT EXISTS (SELECT 1 FROM outbox.events WHERE dispatched_at IS NULL) AS pending;
+-- Written as min(id) so that the plan always walks the index of undispatched
+-- events: for EXISTS, statistics from before a backlog was claimed (all rows
+-- undispatched) made Postgres read every partition in full, 14 ms a look during
+-- a 40,000-event drain, where the index (its entries for claimed rows marked
+-- dead by the first look) answers in under a millisecond.
+SELECT (min(id) IS NOT NULL)::boolean AS pending FROM outbox.events WHERE dispatched_at IS NULL;
 
 -- name: EventClaimFanout :many
 -- The relay's claim and fan-out in one statement: the oldest undispatched events
