@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -101,11 +103,24 @@ func Schema(tb testing.TB) string {
 	require.NoError(tb, err)
 	_, err = migrator.Up(ctx)
 	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		_, err := pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-		require.NoError(tb, err)
-	})
+	tb.Cleanup(func() { require.NoError(tb, dropSchema(context.WithoutCancel(ctx), pool, schema)) })
 	return schema
+}
+
+// dropSchema drops schema with everything in it. A daemon process a test killed
+// leaves its server sessions running their last statements until they next
+// talk to it, and DROP SCHEMA, locking table after table, can deadlock with
+// one of them; Postgres then cancels one side, the drop is tried again once the
+// other side has moved on.
+func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	for attempt := 1; ; attempt++ {
+		_, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		var pgErr *pgconn.PgError
+		if err == nil || attempt == 5 || !errors.As(err, &pgErr) || pgErr.Code != "40P01" { // deadlock_detected
+			return err
+		}
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
 }
 
 // Keyring returns a keyring with a new random key.
