@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,24 +58,14 @@ delivered, dead (every attempt failed) and cancelled.`,
 				return err
 			}
 			pg := pageOf(&paging, deliveries, func(d *outbox.Delivery) string { return strconv.FormatInt(d.ID, 10) })
-			if asJSON {
-				return pg.writeJSON(a.stdout)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tEVENT\tSUBSCRIPTION\tSTATE\tATTEMPTS\tLAST STATUS\tWHEN\tLAST ERROR")
-			for _, d := range pg.Data {
+			return printPage(a, cmd, pg, asJSON, "ID\tEVENT\tSUBSCRIPTION\tSTATE\tATTEMPTS\tLAST STATUS\tWHEN\tLAST ERROR", func(d *outbox.Delivery) string {
 				status := "-"
 				if d.LastStatusCode != nil {
 					status = strconv.Itoa(*d.LastStatusCode)
 				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", d.ID, d.EventID, d.SubscriptionID, d.State,
+				return fmt.Sprintf("%d\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s", d.ID, d.EventID, d.SubscriptionID, d.State,
 					d.Attempt, d.MaxAttempts, status, deliveryWhen(d), errorSummary(d.LastError, 80))
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			printMore(a, cmd, pg)
-			return nil
+			})
 		},
 	}
 	flags := cmd.Flags()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -317,24 +318,13 @@ func newEventsCommand(a *app) *cobra.Command {
 				return err
 			}
 			pg := pageOf(&paging, events, func(e *outbox.Event) string { return strconv.FormatInt(e.Seq, 10) })
-			if asJSON {
-				return pg.writeJSON(a.stdout)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tTYPE\tAGENT\tORGANIZATION\tCREATED\tDISPATCHED")
-			for _, e := range pg.Data {
+			return printPage(a, cmd, pg, asJSON, "ID\tTYPE\tAGENT\tORGANIZATION\tCREATED\tDISPATCHED", func(e *outbox.Event) string {
 				dispatched := "pending"
 				if e.DispatchedAt != nil {
 					dispatched = e.DispatchedAt.Local().Format(time.DateTime)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Type, orDash(e.AgentID), orDash(e.OrganizationID),
-					e.CreatedAt.Local().Format(time.DateTime), dispatched)
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			printMore(a, cmd, pg)
-			return nil
+				return strings.Join([]string{e.ID, e.Type, orDash(e.AgentID), orDash(e.OrganizationID), e.CreatedAt.Local().Format(time.DateTime), dispatched}, "\t")
+			})
 		},
 	}
 	flags := list.Flags()

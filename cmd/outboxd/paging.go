@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -88,6 +89,25 @@ func pageOf[T any](p *pageFlags, items []T, key func(T) string) page[T] {
 // writeJSON prints a page as JSON.
 func (pg page[T]) writeJSON(w io.Writer) error {
 	return json.NewEncoder(w).Encode(pg)
+}
+
+// printPage prints a list command's page: as JSON with asJSON, otherwise as a
+// table with one row per item (columns separated by tabs), then how to get the
+// next page.
+func printPage[T any](a *app, cmd *cobra.Command, pg page[T], asJSON bool, header string, row func(T) string) error {
+	if asJSON {
+		return pg.writeJSON(a.stdout)
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, item := range pg.Data {
+		fmt.Fprintln(w, row(item))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	printMore(a, cmd, pg)
+	return nil
 }
 
 // printMore tells, on stderr so that stdout stays a table, how to get the next

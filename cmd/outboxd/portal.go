@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,19 +91,9 @@ the console at /console/ (sign in at /login with an admin token).`,
 				return err
 			}
 			pg := pageOf(&paging, sessions, func(s *outbox.PortalSession) string { return s.ID })
-			if listJSON {
-				return pg.writeJSON(a.stdout)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tORGANIZATION\tAGENT\tSTATE\tCREATED BY\tEXPIRES")
-			for _, s := range pg.Data {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.OrganizationID, orDash(s.AgentID), s.State, orDash(s.CreatedBy), s.ExpiresAt.Local().Format(time.DateTime))
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			printMore(a, cmd, pg)
-			return nil
+			return printPage(a, cmd, pg, listJSON, "ID\tORGANIZATION\tAGENT\tSTATE\tCREATED BY\tEXPIRES", func(s *outbox.PortalSession) string {
+				return strings.Join([]string{s.ID, s.OrganizationID, orDash(s.AgentID), string(s.State), orDash(s.CreatedBy), s.ExpiresAt.Local().Format(time.DateTime)}, "\t")
+			})
 		},
 	}
 	list.Flags().StringVar(&listOrg, "org", "", "only this organization's sessions")

@@ -172,23 +172,13 @@ func newSubscriptionsListCommand(a *app) *cobra.Command {
 				return err
 			}
 			pg := pageOf(&paging, subs, func(s *outbox.Subscription) string { return s.ID })
-			if asJSON {
-				return pg.writeJSON(a.stdout)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tURL\tEVENTS\tAGENT\tORGANIZATION\tENABLED")
-			for _, s := range pg.Data {
+			return printPage(a, cmd, pg, asJSON, "ID\tURL\tEVENTS\tAGENT\tORGANIZATION\tENABLED", func(s *outbox.Subscription) string {
 				enabled := "yes"
 				if !s.Enabled {
 					enabled = "no: " + s.DisabledReason
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.URL, strings.Join(s.EventTypes, ","), dash(s.AgentID), dash(s.OrganizationID), enabled)
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			printMore(a, cmd, pg)
-			return nil
+				return strings.Join([]string{s.ID, s.URL, strings.Join(s.EventTypes, ","), dash(s.AgentID), dash(s.OrganizationID), enabled}, "\t")
+			})
 		},
 	}
 	cmd.Flags().StringVar(&params.AgentID, "agent", "", "only subscriptions scoped to this agent")

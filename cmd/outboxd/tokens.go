@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,20 +79,10 @@ they come from OUTBOXD_API_TOKEN.`,
 				return err
 			}
 			pg := pageOf(&paging, tokens, func(t *outbox.Token) string { return t.ID })
-			if listJSON {
-				return pg.writeJSON(a.stdout)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tORGANIZATION\tNAME\tPREFIX\tCREATED\tLAST USED\tREVOKED")
-			for _, t := range pg.Data {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s…\t%s\t%s\t%s\n", t.ID, t.OrganizationID, orDash(t.Name), t.Prefix,
-					t.CreatedAt.Local().Format(time.DateTime), timeOrDash(t.LastUsedAt), timeOrDash(t.RevokedAt))
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			printMore(a, cmd, pg)
-			return nil
+			return printPage(a, cmd, pg, listJSON, "ID\tORGANIZATION\tNAME\tPREFIX\tCREATED\tLAST USED\tREVOKED", func(t *outbox.Token) string {
+				return strings.Join([]string{t.ID, t.OrganizationID, orDash(t.Name), t.Prefix + "…",
+					t.CreatedAt.Local().Format(time.DateTime), timeOrDash(t.LastUsedAt), timeOrDash(t.RevokedAt)}, "\t")
+			})
 		},
 	}
 	list.Flags().StringVar(&listOrg, "org", "", "only this organization's tokens")
