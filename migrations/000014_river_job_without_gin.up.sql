@@ -11,5 +11,10 @@
 DROP INDEX IF EXISTS outbox.river_job_args_index;
 DROP INDEX IF EXISTS outbox.river_job_metadata_index;
 
-CREATE INDEX river_job_outboxd_delivery_event ON outbox.river_job ((args ->> 'event_id'))
+-- With id, like migration 5's subscription and 13's agent index, so the history
+-- walks one event's deliveries newest first whatever the planner estimates:
+-- Postgres keeps no statistics for an expression of a partial index, and on
+-- its default guess it walked all of river_job by id instead (seconds over
+-- millions of deliveries).
+CREATE INDEX river_job_outboxd_delivery_event ON outbox.river_job ((args ->> 'event_id'), id)
     WHERE kind = 'outboxd.delivery';
