@@ -53,7 +53,12 @@ func TestOrderedDeliverySurvivesAKilledDaemon(t *testing.T) {
 	require.NoError(t, second.cmd.Process.Signal(syscall.SIGCONT))
 
 	rcv.WaitAccepted(t, "agent-1", n, 4*time.Minute)
-	requests := rcv.RequireInOrder(t, 1) // the delivery cut off by the kill may be sent again
+	// The delivery cut off by the kill may be sent again. When the second daemon
+	// happened to hold the line's head as it was paused, that attempt is cut off
+	// too (a paused daemon's heartbeat goes stale, and the first takes its jobs
+	// over), so the head may be accepted once more from each daemon. Order and
+	// completeness are what must hold; a repeat is at-least-once delivery.
+	requests := rcv.RequireInOrder(t, 2)
 	t.Logf("%d events in order after a SIGKILL mid-delivery at 200; %d requests (10%% failed at random, plus repeats of cut-off ones)", n, requests)
 
 	deliveries, err := b.store.DeliveryList(b.ctx, &outbox.DeliveryListParams{State: outbox.DeliveryDead, Limit: 10})
