@@ -18,20 +18,12 @@ func TestWokenRelayClaimsSooner(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store := outboxtest.Store(t)
-	daemon, err := NewDaemon(outboxtest.NewPool(t, 4), &Config{
+	daemon := startRelayDaemon(t, &Config{
 		Store: store,
 		Guard: outboxtest.LoopbackGuard(),
 		Relay: RelayConfig{PollInterval: time.Hour, ActivePollInterval: time.Hour, WokenPollInterval: 10 * time.Millisecond},
 	})
-	require.NoError(t, err)
 	claimed := &daemon.relay.testSignals.claimed
-	claimed.init(t)
-	require.NoError(t, daemon.Start(ctx))
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		require.NoError(t, daemon.Stop(stopCtx))
-	})
 
 	require.Zero(t, claimed.waitOrTimeout(t), "the first pass finds nothing, then waits an hour")
 	outboxtest.Event(ctx, t, store, nil)
@@ -52,20 +44,12 @@ func TestRelayKeepsLookingWhileEventsFlow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store := outboxtest.Store(t)
-	daemon, err := NewDaemon(outboxtest.NewPool(t, 4), &Config{
+	daemon := startRelayDaemon(t, &Config{
 		Store: store,
 		Guard: outboxtest.LoopbackGuard(),
 		Relay: RelayConfig{PollInterval: time.Hour, ActivePollInterval: 5 * time.Millisecond, ActiveFor: time.Hour},
 	})
-	require.NoError(t, err)
 	claimed := &daemon.relay.testSignals.claimed
-	claimed.init(t)
-	require.NoError(t, daemon.Start(ctx))
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		require.NoError(t, daemon.Stop(stopCtx))
-	})
 
 	require.Zero(t, claimed.waitOrTimeout(t), "the first pass finds nothing, then waits an hour")
 	outboxtest.Event(ctx, t, store, nil)
@@ -89,21 +73,12 @@ func TestQuietRelayLooksBeforeItClaims(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store := outboxtest.Store(t)
-	daemon, err := NewDaemon(outboxtest.NewPool(t, 4), &Config{
+	daemon := startRelayDaemon(t, &Config{
 		Store: store,
 		Guard: outboxtest.LoopbackGuard(),
 		Relay: RelayConfig{PollInterval: 5 * time.Millisecond, ActiveFor: -1},
 	})
-	require.NoError(t, err)
 	relay := daemon.relay
-	relay.testSignals.claimed.init(t)
-	relay.testSignals.looked.init(t)
-	require.NoError(t, daemon.Start(ctx))
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		require.NoError(t, daemon.Stop(stopCtx))
-	})
 
 	require.Zero(t, relay.testSignals.claimed.waitOrTimeout(t), "the first pass claims and finds nothing")
 	for range 3 {
@@ -132,22 +107,14 @@ func TestClaimAnnouncesItsDeliveries(t *testing.T) {
 	store := outboxtest.Store(t)
 	rcv := newTestReceiver(t, nil)
 	outboxtest.Subscription(ctx, t, store, &outboxtest.SubscriptionOpts{URL: rcv.server.URL})
-	daemon, err := NewDaemon(outboxtest.NewPool(t, 8), &Config{
+	daemon := startRelayDaemon(t, &Config{
 		Store:             store,
 		Guard:             outboxtest.LoopbackGuard(),
 		Relay:             RelayConfig{PollInterval: time.Hour, ActivePollInterval: time.Hour, WokenPollInterval: time.Millisecond},
 		FetchCooldown:     3 * time.Second,
 		FetchPollInterval: time.Hour,
 	})
-	require.NoError(t, err)
 	claimed := &daemon.relay.testSignals.claimed
-	claimed.init(t)
-	require.NoError(t, daemon.Start(ctx))
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		require.NoError(t, daemon.Stop(stopCtx))
-	})
 
 	require.Zero(t, claimed.waitOrTimeout(t), "the first pass finds nothing")
 	for range 2 {
@@ -158,4 +125,21 @@ func TestClaimAnnouncesItsDeliveries(t *testing.T) {
 		rcv.next(t)
 		t.Logf("delivered %s after the commit", time.Since(began).Round(time.Millisecond))
 	}
+}
+
+// startRelayDaemon starts a daemon with config, its relay's claimed and looked
+// signals ready, and stops it when the test ends.
+func startRelayDaemon(t *testing.T, config *Config) *Daemon {
+	t.Helper()
+	daemon, err := NewDaemon(outboxtest.NewPool(t, 8), config)
+	require.NoError(t, err)
+	daemon.relay.testSignals.claimed.init(t)
+	daemon.relay.testSignals.looked.init(t)
+	require.NoError(t, daemon.Start(context.Background()))
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, daemon.Stop(stopCtx))
+	})
+	return daemon
 }

@@ -1006,15 +1006,10 @@ func TestDeliveryAgentIndexBackfillsUnfinishedDeliveries(t *testing.T) {
 	}
 	require.Equal(t, []int64{retrying, dead}, ids)
 
-	indexExists := func() bool {
-		var exists bool
-		require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema+".river_job_outboxd_delivery_agent").Scan(&exists))
-		return exists
-	}
-	require.True(t, indexExists())
+	require.True(t, indexExists(t, pool, schema, "river_job_outboxd_delivery_agent"))
 	_, err = m.Down(ctx, &migrations.DownOpts{Steps: latest - 12})
 	require.NoError(t, err)
-	require.False(t, indexExists())
+	require.False(t, indexExists(t, pool, schema, "river_job_outboxd_delivery_agent"))
 	require.Equal(t, "agent-7", *agentOf(dead), "going down keeps the args")
 }
 
@@ -1030,16 +1025,13 @@ func TestRiverJobWithoutGIN(t *testing.T) {
 	require.NoError(t, err)
 	_, err = m.Up(ctx)
 	require.NoError(t, err)
-	exists := func(index string) bool {
-		var ok bool
-		require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema+"."+index).Scan(&ok))
-		return ok
-	}
+	exists := func(index string) bool { return indexExists(t, pool, schema, index) }
 	require.False(t, exists("river_job_args_index"))
 	require.False(t, exists("river_job_metadata_index"))
 	require.True(t, exists("river_job_outboxd_delivery_event"))
 
-	// The event filter finds its deliveries through the new index.
+	// The event filter walks one event's deliveries newest first through the
+	// new index, as the history's first page asks.
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck // read-only
@@ -1047,8 +1039,9 @@ func TestRiverJobWithoutGIN(t *testing.T) {
 	require.NoError(t, err)
 	var plan string
 	require.NoError(t, tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) SELECT id FROM `+schema+`.river_job
-		WHERE kind = 'outboxd.delivery' AND args ->> 'event_id' = 'evt_1'`).Scan(&plan))
+		WHERE kind = 'outboxd.delivery' AND args ->> 'event_id' = 'evt_1' ORDER BY id DESC LIMIT 51`).Scan(&plan))
 	require.Contains(t, plan, "river_job_outboxd_delivery_event")
+	require.NotContains(t, plan, `"Node Type": "Sort"`, "the index gives the order: no sort of the event's deliveries")
 	require.NoError(t, tx.Rollback(ctx))
 
 	_, err = m.Down(ctx, &migrations.DownOpts{Steps: 1})
@@ -1056,4 +1049,12 @@ func TestRiverJobWithoutGIN(t *testing.T) {
 	require.True(t, exists("river_job_args_index"))
 	require.True(t, exists("river_job_metadata_index"))
 	require.False(t, exists("river_job_outboxd_delivery_event"))
+}
+
+// indexExists tells whether schema has an index named index.
+func indexExists(t *testing.T, pool *pgxpool.Pool, schema, index string) bool {
+	t.Helper()
+	var exists bool
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, schema+"."+index).Scan(&exists))
+	return exists
 }

@@ -159,7 +159,7 @@ func (s *Store) DeliveryList(ctx context.Context, params *DeliveryListParams) ([
 		}
 		minID = &id
 	}
-	rows, err := s.queries.DeliveryList(ctx, s.onPlannedEach(s.db), &dbsqlc.DeliveryListParams{
+	rows, err := s.queries.DeliveryList(ctx, s.on(s.db), &dbsqlc.DeliveryListParams{
 		EventID:        nullable(params.EventID),
 		SubscriptionID: nullable(params.SubscriptionID),
 		State:          nullable(string(params.State)),

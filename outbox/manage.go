@@ -308,7 +308,7 @@ func (s *Store) EventList(ctx context.Context, params *EventListParams) ([]*Even
 	if params.Before > 0 {
 		before = &params.Before
 	}
-	rows, err := s.queries.EventList(ctx, s.onPlannedEach(s.db), &dbsqlc.EventListParams{
+	rows, err := s.queries.EventList(ctx, s.on(s.db), &dbsqlc.EventListParams{
 		OrganizationID: nullable(params.OrganizationID),
 		AgentID:        nullable(params.AgentID),
 		Type:           nullable(params.Type),

@@ -80,20 +80,6 @@ type schemaExecutor struct {
 	exec   Executor
 	schema string
 	cache  *sync.Map
-	// planEach plans every query for its own parameters (pgx's exec mode: an
-	// unnamed statement) instead of preparing it. For the list queries whose
-	// optional filters decide which index serves them: a prepared statement
-	// settles after five calls on one generic plan for every combination of
-	// filters, which for an event id walked all of river_job (1.8 s over
-	// 3.6 M deliveries) where its own plan takes an index (1 ms).
-	planEach bool
-}
-
-func (s *schemaExecutor) args(args []any) []any {
-	if !s.planEach {
-		return args
-	}
-	return append([]any{pgx.QueryExecModeExec}, args...)
 }
 
 func (s *schemaExecutor) sql(query string) string {
@@ -109,13 +95,13 @@ func (s *schemaExecutor) sql(query string) string {
 }
 
 func (s *schemaExecutor) Exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
-	return s.exec.Exec(ctx, s.sql(query), s.args(args)...)
+	return s.exec.Exec(ctx, s.sql(query), args...)
 }
 
 func (s *schemaExecutor) Query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
-	return s.exec.Query(ctx, s.sql(query), s.args(args)...)
+	return s.exec.Query(ctx, s.sql(query), args...)
 }
 
 func (s *schemaExecutor) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
-	return s.exec.QueryRow(ctx, s.sql(query), s.args(args)...)
+	return s.exec.QueryRow(ctx, s.sql(query), args...)
 }

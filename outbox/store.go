@@ -81,12 +81,6 @@ func (s *Store) on(exec Executor) dbsqlc.DBTX {
 	return &schemaExecutor{exec: exec, schema: s.schema, cache: s.rewrite}
 }
 
-// onPlannedEach is on for a query planned at each call for its own parameters
-// (see schemaExecutor.planEach).
-func (s *Store) onPlannedEach(exec Executor) dbsqlc.DBTX {
-	return &schemaExecutor{exec: exec, schema: s.schema, cache: s.rewrite, planEach: true}
-}
-
 // inTx runs fn in a transaction on the store's database.
 func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	tx, err := s.db.Begin(ctx)
