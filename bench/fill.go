@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 // fillSpec is the state of an install after hours at rate events/s: every event
@@ -262,41 +263,16 @@ func tableSizes(ctx context.Context, env *benchEnv) (events, jobs relationSizes,
 	return events, jobs, nil
 }
 
-// inParallel calls fn for each of items on n goroutines and returns the first
+// inParallel calls fn for each of items, n at a time, and returns the first
 // error; after an error no further item is started.
 func inParallel[T any](ctx context.Context, n int, items []T, fn func(T) error) error {
-	next := make(chan T)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for item := range next {
-				if err := fn(item); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	var err error
-feed:
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(n)
 	for _, item := range items {
-		select {
-		case next <- item:
-		case err = <-errs:
-			break feed
-		case <-ctx.Done():
-			err = ctx.Err()
-			break feed
+		if ctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return fn(item) })
 	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	if err != nil {
-		return err
-	}
-	return <-errs
+	return g.Wait()
 }
