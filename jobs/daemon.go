@@ -30,7 +30,7 @@ const (
 	FetchPollIntervalPollOnlyDefault = 200 * time.Millisecond
 
 	// fanoutFetchPollInterval is the least poll interval of the fan-out queue.
-	fanoutFetchPollInterval   = time.Second
+	fanoutFetchPollInterval   = 5 * time.Second
 	CompletedRetentionDefault = 24 * time.Hour
 	DeadRetentionDefault      = 7 * 24 * time.Hour
 	ShutdownTimeoutDefault    = 30 * time.Second
@@ -256,7 +256,7 @@ func NewDaemon(pool *pgxpool.Pool, config *Config) (*Daemon, error) {
 		Queues: map[string]river.QueueConfig{
 			// Its jobs (recoveries, pruning, sweeps, an older outboxd's fan-outs) are
 			// inserted with River's notification or on a schedule, and none is urgent:
-			// polling it as often as the deliveries cost an idle daemon half its fetches.
+			// each poll wakes an idle daemon and costs a round trip.
 			QueueFanout:   {MaxWorkers: c.FanoutWorkers, FetchPollInterval: max(c.FetchPollInterval, fanoutFetchPollInterval)},
 			QueueDelivery: {MaxWorkers: c.DeliveryWorkers},
 		},

@@ -23,6 +23,7 @@ const (
 	RelayActivePollIntervalDefault = 10 * time.Millisecond
 	RelayWokenPollIntervalDefault  = 5 * time.Millisecond
 	RelayActiveForDefault          = 2 * time.Second
+	RelayIdleAfterDefault          = time.Minute
 )
 
 // RelayConfig tunes the relay. Zero values take the defaults.
@@ -30,10 +31,21 @@ type RelayConfig struct {
 	// BatchSize is the most events one claim takes. Defaults to 500.
 	BatchSize int
 
-	// PollInterval is how long an idle relay waits before looking again, unless
-	// woken sooner by a notification on outbox.WakeChannel. Defaults to 250 ms,
-	// which with one-statement looks keeps an idle daemon near 1 % of a core.
+	// PollInterval is how long a quiet relay waits before looking again, unless
+	// woken sooner by a notification on outbox.WakeChannel or Wake. Defaults to
+	// 250 ms.
 	PollInterval time.Duration
+
+	// IdlePollInterval replaces PollInterval once the relay has found no events
+	// for IdleAfter (and from start until it first finds some). Each look wakes
+	// the daemon and costs a round trip: at 250 ms they were a third of an idle
+	// daemon's CPU. Defaults to four times PollInterval (1 s at its default); at
+	// most PollInterval turns it off.
+	IdlePollInterval time.Duration
+
+	// IdleAfter is how long without events makes the relay idle. Defaults to
+	// one minute.
+	IdleAfter time.Duration
 
 	// ActivePollInterval is the wait after a claim that found events but did not
 	// fill a batch: events are flowing, so look again soon. After a full batch the
@@ -87,8 +99,9 @@ type Relay struct {
 }
 
 type relayTestSignals struct {
-	claimed   testSignal[int]  // after each claim transaction commits, with the number claimed
-	looked    testSignal[bool] // after a quiet relay's one-statement look, with whether events wait
+	claimed   testSignal[int]           // after each claim transaction commits, with the number claimed
+	looked    testSignal[bool]          // after a quiet relay's one-statement look, with whether events wait
+	waiting   testSignal[time.Duration] // after each pass, with how long the relay waits before the next
 	listening testSignal[struct{}]
 }
 
@@ -98,6 +111,8 @@ func newRelay(config RelayConfig, logger *slog.Logger, pool *pgxpool.Pool, store
 	config.ActivePollInterval = cmp.Or(config.ActivePollInterval, RelayActivePollIntervalDefault)
 	config.WokenPollInterval = cmp.Or(config.WokenPollInterval, RelayWokenPollIntervalDefault)
 	config.ActiveFor = cmp.Or(config.ActiveFor, RelayActiveForDefault)
+	config.IdlePollInterval = max(cmp.Or(config.IdlePollInterval, 4*config.PollInterval), config.PollInterval)
+	config.IdleAfter = cmp.Or(config.IdleAfter, RelayIdleAfterDefault)
 	return &Relay{
 		config:  config,
 		logger:  logger.With(slog.String("component", "relay")),
@@ -157,7 +172,7 @@ func (r *Relay) Healthy() error {
 	if r.cancel == nil {
 		return errors.New("relay not running")
 	}
-	if since := time.Since(r.lastLoop); since > r.config.PollInterval+30*time.Second {
+	if since := time.Since(r.lastLoop); since > r.config.IdlePollInterval+30*time.Second {
 		return fmt.Errorf("relay has not completed a claim for %s", since.Round(time.Second))
 	}
 	return nil
@@ -216,13 +231,17 @@ func (r *Relay) loop(ctx context.Context) {
 		case claimStart.Sub(lastFound) < r.config.ActiveFor:
 			failures = 0 // nothing this time, but events came moments ago
 			wait, quiet = r.config.ActivePollInterval, true
-		default:
+		case claimStart.Sub(lastFound) < r.config.IdleAfter:
 			failures = 0
 			wait, quiet = r.config.PollInterval, true
+		default:
+			failures = 0
+			wait, quiet = r.config.IdlePollInterval, true
 		}
 		r.mu.Lock()
 		r.lastLoop = time.Now()
 		r.mu.Unlock()
+		r.testSignals.waiting.signal(wait)
 
 		timer.Reset(wait)
 		if busy {

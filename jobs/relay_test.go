@@ -95,6 +95,36 @@ func TestQuietRelayLooksBeforeItClaims(t *testing.T) {
 	require.NotNil(t, got.DispatchedAt)
 }
 
+// A relay that has found nothing for IdleAfter (or since it started) looks
+// only every IdlePollInterval: each look wakes the daemon and costs a round
+// trip, and an idle daemon should cost next to nothing. An event brings it back
+// to PollInterval until IdleAfter has passed again.
+func TestIdleRelayLooksSeldom(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := outboxtest.Store(t)
+	const poll, idlePoll, idleAfter = 5 * time.Millisecond, 50 * time.Millisecond, 300 * time.Millisecond
+	daemon := startRelayDaemon(t, &Config{
+		Store: store,
+		Guard: outboxtest.LoopbackGuard(),
+		Relay: RelayConfig{PollInterval: poll, IdlePollInterval: idlePoll, IdleAfter: idleAfter, ActiveFor: -1},
+	})
+	waiting := &daemon.relay.testSignals.waiting
+
+	require.Equal(t, idlePoll, waiting.waitOrTimeout(t), "nothing found since the start: idle")
+	sent := time.Now()
+	outboxtest.Event(ctx, t, store, nil)
+	daemon.relay.Wake()
+	for waiting.waitOrTimeout(t) != poll {
+	}
+	for range 3 {
+		require.Equal(t, poll, waiting.waitOrTimeout(t), "an event came within IdleAfter: quiet, not idle")
+	}
+	for waiting.waitOrTimeout(t) != idlePoll {
+	}
+	require.GreaterOrEqual(t, time.Since(sent), idleAfter, "idle again only once IdleAfter has passed")
+}
+
 // River sends at most one insert notification per queue per FetchCooldown from
 // each client, so a claim made just after another one sent none, and its
 // deliveries waited for River's next fetch poll. Every claim that makes
@@ -135,6 +165,7 @@ func startRelayDaemon(t *testing.T, config *Config) *Daemon {
 	require.NoError(t, err)
 	daemon.relay.testSignals.claimed.init(t)
 	daemon.relay.testSignals.looked.init(t)
+	daemon.relay.testSignals.waiting.init(t)
 	require.NoError(t, daemon.Start(context.Background()))
 	t.Cleanup(func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

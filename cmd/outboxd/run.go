@@ -40,6 +40,7 @@ type runFlags struct {
 	deliveryWorkers int
 	fanoutWorkers   int
 	pollInterval    time.Duration
+	idlePoll        time.Duration
 	batchSize       int
 	fetchCooldown   time.Duration
 	fetchPoll       time.Duration
@@ -101,7 +102,8 @@ OUTBOXD_API_TOKEN (or --api-token-file) for admin access to the API and River UI
 	flags.BoolVar(&f.migrate, "migrate", false, "apply pending migrations before starting")
 	flags.IntVar(&f.deliveryWorkers, "delivery-workers", jobs.DeliveryWorkersDefault, "deliveries in flight at once")
 	flags.IntVar(&f.fanoutWorkers, "fanout-workers", jobs.FanoutWorkersDefault, "fan-out jobs at once")
-	flags.DurationVar(&f.pollInterval, "poll-interval", jobs.RelayPollIntervalDefault, "how often an idle relay looks for new events (outbox.wake() wakes it sooner)")
+	flags.DurationVar(&f.pollInterval, "poll-interval", jobs.RelayPollIntervalDefault, "how often a quiet relay looks for new events (outbox.wake() wakes it sooner)")
+	flags.DurationVar(&f.idlePoll, "idle-poll-interval", 0, "how often the relay looks once it has found no events for a minute (default 4 × --poll-interval, 1s; at most --poll-interval turns it off)")
 	flags.IntVar(&f.batchSize, "batch-size", jobs.RelayBatchSizeDefault, "most events the relay claims at once")
 	flags.DurationVar(&f.fetchCooldown, "fetch-cooldown", jobs.FetchCooldownDefault, "shortest pause between River fetches of a queue")
 	flags.DurationVar(&f.fetchPoll, "fetch-poll-interval", 0, fmt.Sprintf("how often an idle River queue polls (default %s; %s with --pooler transaction)", jobs.FetchPollIntervalDefault, jobs.FetchPollIntervalPollOnlyDefault))
@@ -230,8 +232,9 @@ func runDaemon(ctx context.Context, a *app, f *runFlags) error {
 		Metrics: jobs.NewMetrics(registry),
 		Guard:   g,
 		Relay: jobs.RelayConfig{
-			BatchSize:    f.batchSize,
-			PollInterval: f.pollInterval,
+			BatchSize:        f.batchSize,
+			PollInterval:     f.pollInterval,
+			IdlePollInterval: f.idlePoll,
 		},
 		Delivery: jobs.DeliveryConfig{
 			RetrySchedule:      schedule,
