@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -83,21 +84,29 @@ func serverCPU(database string) map[int]time.Duration {
 		if !backend && strings.Contains(line, "autovacuum worker") && !strings.Contains(line, " "+database) {
 			continue // vacuuming another database
 		}
-		stat, err := os.ReadFile(filepath.Join(filepath.Dir(path), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the command (which is in parentheses): utime is the 14th
-		// field of the line, stime the 15th.
-		rest := stat[bytes.LastIndexByte(stat, ')')+2:]
-		parts := strings.Fields(string(rest))
-		if len(parts) < 13 {
-			continue
-		}
-		utime, _ := strconv.ParseInt(parts[11], 10, 64)
-		stime, _ := strconv.ParseInt(parts[12], 10, 64)
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-		times[pid] = time.Duration(utime+stime) * time.Second / clockTicks
+		if used, ok := processCPU(pid); ok {
+			times[pid] = used
+		}
 	}
 	return times
+}
+
+// processCPU is the CPU time (user and system) process pid has used, from
+// /proc/<pid>/stat; false once the process is gone.
+func processCPU(pid int) (time.Duration, bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command (which is in parentheses): utime is the 14th
+	// field of the line, stime the 15th.
+	rest := stat[bytes.LastIndexByte(stat, ')')+2:]
+	parts := strings.Fields(string(rest))
+	if len(parts) < 13 {
+		return 0, false
+	}
+	utime, _ := strconv.ParseInt(parts[11], 10, 64)
+	stime, _ := strconv.ParseInt(parts[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks, true
 }

@@ -212,15 +212,20 @@ func lettaStepCost(ctx context.Context, env *benchEnv, duration time.Duration) (
 // an idle daemon uses.
 type lightResult struct {
 	steady *steadyResult
-	// idleDaemon and idleServer are the share of one core the daemon (this
-	// process, with nothing else to do) and the Postgres backends it talks to
-	// used while no event came.
+	// idleDaemon and idleServer are the share of one core an idle daemon (the
+	// real `outboxd run` binary, its own process, default flags, no Redis) and
+	// the Postgres backends it talks to used while no event came.
 	idleDaemon, idleServer float64
 }
 
 const lightRate = 20
 
-func light(ctx context.Context, env *benchEnv, rcv *receiver, idle time.Duration) (*lightResult, error) {
+// idleSettle is how long an idle daemon runs before its CPU is measured: the
+// start-up work (migrations check, leader election, River's first fetches and
+// maintenance runs) is done by then.
+const idleSettle = 5 * time.Second
+
+func light(ctx context.Context, env *benchEnv, rcv *receiver, build *daemonBuild, databaseURL string, idle time.Duration) (*lightResult, error) {
 	if err := subscribe(ctx, env, rcv); err != nil {
 		return nil, err
 	}
@@ -228,20 +233,36 @@ func light(ctx context.Context, env *benchEnv, rcv *receiver, idle time.Duration
 	if err != nil {
 		return nil, err
 	}
-	daemon, err := startDaemon(ctx, env)
+	// The idle figure is the binary users run, in its own process: measured
+	// inside this one it would include the benchmark's own pool, receiver and
+	// garbage collector.
+	penv, err := newProcEnv(env, databaseURL)
 	if err != nil {
 		return nil, err
 	}
-	defer stopDaemon(ctx, daemon)
-	time.Sleep(2 * time.Second) //nolint:forbidigo // let the start-up work (leader election, first polls) pass before measuring idle
+	daemon, err := startDaemonProc(ctx, build, penv, "idle", &daemonOpts{})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := daemon.stop(); err != nil {
+			logf("stop idle daemon: %v", err)
+		}
+	}()
+	time.Sleep(idleSettle) //nolint:forbidigo // let the start-up work pass before measuring idle
 	cpu := startCPU(env.pool.Config().ConnConfig.Database)
+	before, _ := processCPU(daemon.pid())
 	began := time.Now()
 	time.Sleep(idle) //nolint:forbidigo // measuring what the daemon does while nothing happens
+	after, ok := processCPU(daemon.pid())
 	use := cpu.stop()
 	elapsed := time.Since(began)
+	if !ok {
+		return nil, fmt.Errorf("idle daemon exited:\n%s", daemon.logTail(20))
+	}
 	return &lightResult{
 		steady:     s,
-		idleDaemon: use.self.Seconds() / elapsed.Seconds(),
+		idleDaemon: (after - before).Seconds() / elapsed.Seconds(),
 		idleServer: use.server.Seconds() / elapsed.Seconds(),
 	}, nil
 }
@@ -526,8 +547,13 @@ func runPerf(ctx context.Context, pool *pgxpool.Pool, rcv *receiver, opts *optio
 		}
 	}
 	if opts.scenarios["light"] {
-		_, err := withSchema(ctx, pool, func(env *benchEnv) (float64, error) {
-			l, err := light(ctx, env, rcv, opts.idleTime)
+		build, err := buildDaemon(ctx)
+		if err != nil {
+			return fmt.Errorf("light: %w", err)
+		}
+		defer build.remove()
+		_, err = withSchema(ctx, pool, func(env *benchEnv) (float64, error) {
+			l, err := light(ctx, env, rcv, build, opts.databaseURL, opts.idleTime)
 			if err != nil {
 				return 0, err
 			}
@@ -629,7 +655,7 @@ func (r *results) goals() []goal {
 }
 
 // perfNotes writes the goal scenarios' details under the goals table.
-func (r *results) perfNotes(w func(string, ...any)) {
+func (r *results) perfNotes(opts *options, w func(string, ...any)) {
 	p := &r.perf
 	if len(p.cost) > 0 {
 		w("- **Producer cost**: the same transaction, an `UPDATE` of an agent row and an `INSERT`, against")
@@ -648,8 +674,9 @@ func (r *results) perfNotes(w func(string, ...any)) {
 	}
 	if len(p.light) > 0 {
 		w("- **Light traffic**: %d events/s, paced, for 20 s, polling alone (no Redis, no `outbox.wake()`);", lightRate)
-		w("  p99 %s ms. **Idle**: the daemon started with nothing to do, its CPU over %s (this", collect(p.light, func(l *lightResult) float64 { return toMillis(l.steady.p99) }).millis(), "30 s")
-		w("  process: relay polls, River's fetch polls, heartbeats); the Postgres backends serving it used %s %% of a core.",
+		w("  p99 %s ms. **Idle**: `outboxd run` with default flags and no Redis, built from this tree and", collect(p.light, func(l *lightResult) float64 { return toMillis(l.steady.p99) }).millis())
+		w("  started as its own process with nothing to do; its CPU over %s after %s of start-up (relay", opts.idleTime, idleSettle)
+		w("  polls, River's fetch polls, heartbeats), from `/proc/<pid>/stat`; the Postgres backends serving it used %s %% of a core.",
 			collect(p.light, func(l *lightResult) float64 { return 100 * l.idleServer }).ratio())
 	}
 	if len(p.poisson) > 0 {

@@ -189,7 +189,7 @@ func (r *results) markdown(opts *options, m machine) string {
 			w("| %s | %s | %s | %s |", g.name, g.target, g.measured, met)
 		}
 		w("")
-		r.perfNotes(w)
+		r.perfNotes(opts, w)
 	}
 	w("## Results")
 	w("")
