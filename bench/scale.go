@@ -57,11 +57,11 @@ type retentionResult struct {
 	pruneTook       time.Duration
 	partitionRows   int64
 	dropTook        time.Duration
-	longestLockWait time.Duration            // longest any other session (producers, the daemon) waited for a lock during the pass
-	lockWaits       map[string]time.Duration // the longest of those by kind of lock (pg_stat_activity.wait_event)
-	retentionWait   time.Duration            // longest the retention job's own detach waited for outbox.events' lock
-	steady          *steadyResult            // the load that ran meanwhile
-	unfinished      bool                     // the cleaner had not finished when the load ended
+	longestLockWait time.Duration       // longest any other session (producers, the daemon) waited for a lock during the pass
+	lockWaits       map[string]lockWait // the longest of those by kind of lock (pg_stat_activity.wait_event)
+	retentionWait   time.Duration       // longest the retention job's own detach waited for outbox.events' lock
+	steady          *steadyResult       // the load that ran meanwhile
+	unfinished      bool                // the cleaner had not finished when the load ended
 }
 
 type scaleResult struct {
@@ -232,7 +232,7 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 	var wg sync.WaitGroup
 	var longest atomic.Int64
 	var waitsMu sync.Mutex
-	waits := map[string]time.Duration{}
+	waits := map[string]lockWait{}
 	var cleanerStart, cleanerEnd atomic.Int64 // unix nanos
 	cleanerDone := make(chan struct{})
 	wg.Add(2)
@@ -254,15 +254,17 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 		}
 		seen := map[statement]*wait{}
 		for watch.Err() == nil {
-			rows, err := env.pool.Query(watch, `SELECT pid, query_start, wait_event, query LIKE '%events_partition_detach%'
-				FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`)
+			rows, err := env.pool.Query(watch, `SELECT a.pid, a.query_start, a.wait_event, a.query LIKE '%events_partition_detach%',
+					left(a.query, 60), coalesce((SELECT left(b.query, 60) FROM pg_stat_activity AS b WHERE b.pid = (pg_blocking_pids(a.pid))[1]), '')
+				FROM pg_stat_activity AS a
+				WHERE a.datname = current_database() AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()`)
 			now := time.Now()
 			if err == nil {
 				for rows.Next() {
 					var st statement
-					var kind string
+					var kind, query, blocker string
 					var retention bool
-					if rows.Scan(&st.pid, &st.start, &kind, &retention) != nil {
+					if rows.Scan(&st.pid, &st.start, &kind, &retention, &query, &blocker) != nil {
 						continue
 					}
 					w := seen[st]
@@ -277,7 +279,9 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 						retentionWait.Store(max(retentionWait.Load(), int64(d)))
 					default:
 						waitsMu.Lock()
-						waits[kind] = max(waits[kind], d)
+						if d > waits[kind].took {
+							waits[kind] = lockWait{took: d, query: query, blocker: blocker}
+						}
 						waitsMu.Unlock()
 						longest.Store(max(longest.Load(), int64(d)))
 					}
@@ -354,7 +358,26 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 	res.retentionWait = time.Duration(retentionWait.Load())
 	logf("  retention: %s jobs pruned at %.0f/s; partition dropped in %s; longest lock wait %s; p99 meanwhile %s",
 		thousands(float64(res.completedPruned)), res.pruneRate, ms(res.dropTook), ms(res.longestLockWait), ms(res.steady.p99))
+	for kind, lw := range waits {
+		logf("    waits for a lock of kind %s: longest %s, %q behind %q", kind, ms(lw.took), lw.query, lw.blocker)
+	}
 	return res, nil
+}
+
+// lockWait is the longest wait for one kind of lock: how long, and the
+// statements of the waiting session and of the first session it waited for.
+type lockWait struct {
+	took           time.Duration
+	query, blocker string
+}
+
+// markdownCode quotes a statement for a table cell.
+func markdownCode(query string) string {
+	query = strings.Join(strings.Fields(query), " ")
+	if query == "" {
+		return "?"
+	}
+	return "`" + strings.ReplaceAll(query, "|", "\\|") + "`"
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -622,7 +645,9 @@ func (r *scaleResult) markdown(opts *options) string {
 		w("| longest lock wait of a producer or the daemon, ms | %.1f | ≤ %s | %s |", toMillis(rp.longestLockWait), ms(scaleLockTarget), met(rp.longestLockWait <= scaleLockTarget))
 		kinds := slices.Sorted(maps.Keys(rp.lockWaits))
 		for _, kind := range kinds {
-			w("| … waiting for a lock of kind %s, ms | %.1f | | |", kind, toMillis(rp.lockWaits[kind]))
+			lw := rp.lockWaits[kind]
+			w("| … waiting for a lock of kind %s, ms (the waiter's statement; its blocker's) | %.1f (%s; %s) | | |", kind, toMillis(lw.took),
+				markdownCode(lw.query), markdownCode(lw.blocker))
 		}
 		w("| retention's detach, waiting for the table's lock, ms | %.1f | | |", toMillis(rp.retentionWait))
 		w("| steady p99 during the pass, ms (÷ filled without) | %.1f (%.2f) | | |", toMillis(rp.steady.p99), toMillis(rp.steady.p99)/fullP99)
