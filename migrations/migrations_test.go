@@ -1044,11 +1044,79 @@ func TestRiverJobWithoutGIN(t *testing.T) {
 	require.NotContains(t, plan, `"Node Type": "Sort"`, "the index gives the order: no sort of the event's deliveries")
 	require.NoError(t, tx.Rollback(ctx))
 
-	_, err = m.Down(ctx, &migrations.DownOpts{Steps: 1})
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: outboxdLatest(t) - 13})
 	require.NoError(t, err)
 	require.True(t, exists("river_job_args_index"))
 	require.True(t, exists("river_job_metadata_index"))
 	require.False(t, exists("river_job_outboxd_delivery_event"))
+}
+
+// Migration 15: outbox.event_seq() and outbox.event_time() give the answers they
+// gave before, for this installation's ids, other installations' and anything
+// else, and Postgres now inlines them into the query instead of calling them.
+func TestEventIDFunctionsInline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := outboxtest.Pool(t)
+	schema := freshSchema(t)
+	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	var tag string
+	require.NoError(t, pool.QueryRow(ctx, "SELECT event_id_tag FROM "+schema+".settings").Scan(&tag))
+	other := "0123abcd"
+	if tag == other {
+		other = "89abcdef"
+	}
+	ids := []string{
+		"evt_0190f1a2b3c4" + tag + "00000000002a",   // ours: position 42
+		"evt_0190f1a2b3c4" + tag + "ffffffffffff",   // ours, the largest position
+		"evt_0190f1a2b3c4" + other + "00000000002a", // another installation's: a time, no position
+		"evt_0190F1a2b3c4" + tag + "00000000002a",   // upper-case hex is not an id
+		"evt_0190f1a2b3c4" + tag + "00000000002g",   // nor is a non-hex digit
+		"evt_0190f1a2b3c4" + tag + "00000000002a0",  // nor one digit too many
+		"evt_0190f1a2b3c4" + tag + "00000000002",    // or too few
+		"evt_0190f1a2b3c4",                          // only a time
+		"evt_0190f1a2b3c",                           // not even that
+		"evt_é190f1a2b3c4" + tag + "00000000002a",   // a multi-byte character
+		"ev_0190f1a2b3c4" + tag + "00000000002a",    // not evt_
+		"1f0c7a8e-legacy-id", "", "evt_",
+	}
+	type answer struct {
+		Seq  *int64
+		Time *time.Time
+	}
+	read := func() []answer {
+		t.Helper()
+		var out []answer
+		for _, id := range append(ids, "") {
+			var a answer
+			arg := any(id)
+			if len(out) == len(ids) {
+				arg = nil // NULL in, NULL out
+			}
+			require.NoError(t, pool.QueryRow(ctx, fmt.Sprintf("SELECT %[1]s.event_seq($1), %[1]s.event_time($1)", schema), arg).Scan(&a.Seq, &a.Time))
+			out = append(out, a)
+		}
+		return out
+	}
+	after := read()
+	require.Equal(t, int64(42), *after[0].Seq)
+	require.Equal(t, int64(0xffffffffffff), *after[1].Seq)
+	require.Nil(t, after[2].Seq, "another installation's id has no position here")
+	require.Equal(t, time.UnixMilli(0x0190f1a2b3c4).UTC(), after[2].Time.UTC())
+	require.Equal(t, answer{}, after[len(after)-1])
+
+	var plan string
+	require.NoError(t, pool.QueryRow(ctx, fmt.Sprintf(`EXPLAIN (VERBOSE, FORMAT JSON)
+		SELECT %[1]s.event_seq(x), %[1]s.event_time(x) FROM unnest($1::text[]) AS x`, schema), ids).Scan(&plan))
+	require.NotContains(t, plan, "event_seq(", "inlined: no call left in the plan")
+	require.NotContains(t, plan, "event_time(", "inlined: no call left in the plan")
+
+	_, err = m.Down(ctx, &migrations.DownOpts{Steps: outboxdLatest(t) - 14})
+	require.NoError(t, err)
+	require.Equal(t, read(), after, "the same answers as the functions before migration 15")
 }
 
 // indexExists tells whether schema has an index named index.

@@ -44,12 +44,17 @@ SELECT
         WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
     ), '{}')::bytea[] AS secret_ciphertexts
 FROM unnest(@event_ids::text[]) WITH ORDINALITY AS r(event_id, n)
+-- Each id is read once (OFFSET 0 keeps the subquery from being folded into
+-- the lookup below, where every partition's probe would read it again).
+CROSS JOIN LATERAL (
+    SELECT outbox.event_seq(r.event_id) AS seq, outbox.event_time(r.event_id) AS at OFFSET 0
+) AS k
 JOIN outbox.subscriptions AS s ON s.id = (@subscription_ids::text[])[r.n]
 LEFT JOIN LATERAL (
     SELECT * FROM outbox.events AS n
-    WHERE n.id = outbox.event_seq(r.event_id)
-        AND n.created_at >= outbox.event_time(r.event_id)
-        AND n.created_at < outbox.event_time(r.event_id) + interval '1 millisecond'
+    WHERE n.id = k.seq
+        AND n.created_at >= k.at
+        AND n.created_at < k.at + interval '1 millisecond'
     UNION ALL
     SELECT o.* FROM outbox.events_legacy_ids AS l
     JOIN outbox.events AS o ON o.id = l.event_seq AND o.created_at = l.event_created_at

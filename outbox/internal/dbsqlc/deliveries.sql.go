@@ -292,12 +292,15 @@ SELECT
         WHERE ss.subscription_id = s.id AND (ss.expires_at IS NULL OR ss.expires_at > now())
     ), '{}')::bytea[] AS secret_ciphertexts
 FROM unnest($1::text[]) WITH ORDINALITY AS r(event_id, n)
+CROSS JOIN LATERAL (
+    SELECT outbox.event_seq(r.event_id) AS seq, outbox.event_time(r.event_id) AS at OFFSET 0
+) AS k
 JOIN outbox.subscriptions AS s ON s.id = ($2::text[])[r.n]
 LEFT JOIN LATERAL (
     SELECT id, type, organization_id, agent_id, payload, idempotency_key, created_at, dispatched_at, fanned_out_at, legacy_event_id FROM outbox.events AS n
-    WHERE n.id = outbox.event_seq(r.event_id)
-        AND n.created_at >= outbox.event_time(r.event_id)
-        AND n.created_at < outbox.event_time(r.event_id) + interval '1 millisecond'
+    WHERE n.id = k.seq
+        AND n.created_at >= k.at
+        AND n.created_at < k.at + interval '1 millisecond'
     UNION ALL
     SELECT o.id, o.type, o.organization_id, o.agent_id, o.payload, o.idempotency_key, o.created_at, o.dispatched_at, o.fanned_out_at, o.legacy_event_id FROM outbox.events_legacy_ids AS l
     JOIN outbox.events AS o ON o.id = l.event_seq AND o.created_at = l.event_created_at
@@ -345,6 +348,8 @@ type DeliveryTargetsRow struct {
 // gathers the attempts that start while a lookup is under way and loads them
 // together. n is each request's position (1-based) in the arrays; a request
 // whose subscription no longer exists has no row.
+// Each id is read once (OFFSET 0 keeps the subquery from being folded into
+// the lookup below, where every partition's probe would read it again).
 func (q *Queries) DeliveryTargets(ctx context.Context, db DBTX, arg *DeliveryTargetsParams) ([]*DeliveryTargetsRow, error) {
 	rows, err := db.Query(ctx, deliveryTargets, arg.EventIds, arg.SubscriptionIds)
 	if err != nil {
