@@ -255,7 +255,8 @@ func retentionPass(ctx context.Context, env *benchEnv, rcv *receiver, opts *opti
 		seen := map[statement]*wait{}
 		for watch.Err() == nil {
 			rows, err := env.pool.Query(watch, `SELECT a.pid, a.query_start, a.wait_event, a.query LIKE '%events_partition_detach%',
-					left(a.query, 60), coalesce((SELECT left(b.query, 60) FROM pg_stat_activity AS b WHERE b.pid = (pg_blocking_pids(a.pid))[1]), '')
+					left(regexp_replace(a.query, '^(\s*--[^\n]*\n)+', ''), 60),
+					coalesce((SELECT left(regexp_replace(b.query, '^(\s*--[^\n]*\n)+', ''), 60) FROM pg_stat_activity AS b WHERE b.pid = (pg_blocking_pids(a.pid))[1]), '')
 				FROM pg_stat_activity AS a
 				WHERE a.datname = current_database() AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()`)
 			now := time.Now()
