@@ -724,20 +724,42 @@ func (s spread) millis3() string {
 // stages splits commit→receipt into its legs, from the clocks Postgres kept:
 // the relay's claim (commit → the delivery job's created_at, which is the claim
 // transaction's start), River's fetch (created_at → attempted_at) and the
-// attempt (attempted_at → receipt: load the target, sign, POST).
+// attempt (attempted_at → receipt: load the target, sign, POST). When the
+// server keeps commit timestamps (track_commit_timestamp), commit is the claim
+// transaction's own time, from its start to its commit (read from the claimed
+// event's row), and fetch starts at that commit.
 type stages struct {
-	claim, fetch, attempt time.Duration
+	claim, commit, fetch, attempt time.Duration
+	// committed tells whether commit was measured.
+	committed bool
 }
 
 func (s stages) String() string {
+	if s.committed {
+		return fmt.Sprintf("claim %s, its commit %s, fetch %s, attempt %s", ms(s.claim), ms(s.commit), ms(s.fetch), ms(s.attempt))
+	}
 	return fmt.Sprintf("claim %s, fetch %s, attempt %s", ms(s.claim), ms(s.fetch), ms(s.attempt))
 }
 
 // stageTrace returns the median legs over every measured event and over the
 // slowest 1 %, so a tail can be pinned on the relay, River's fetch or the POST.
 func stageTrace(ctx context.Context, env *benchEnv, commits *sync.Map, received map[string]time.Time, since time.Time) (all, slowest stages, err error) {
-	rows, err := env.pool.Query(ctx, "SELECT args->>'event_id', created_at, attempted_at FROM "+env.schema+
-		".river_job WHERE kind = $1 AND attempted_at IS NOT NULL AND created_at >= $2", jobs.KindDelivery, since)
+	var tracked bool
+	if err := env.pool.QueryRow(ctx, "SELECT current_setting('track_commit_timestamp') = 'on'").Scan(&tracked); err != nil {
+		return all, slowest, fmt.Errorf("trace stages: %w", err)
+	}
+	query := fmt.Sprintf(`SELECT j.args->>'event_id', j.created_at, j.attempted_at, NULL::timestamptz
+		FROM %s.river_job AS j WHERE j.kind = $1 AND j.attempted_at IS NOT NULL AND j.created_at >= $2`, env.schema)
+	if tracked {
+		// The claim sets the event's dispatched_at, so the event row's xmin is the
+		// claim's transaction.
+		query = fmt.Sprintf(`SELECT j.args->>'event_id', j.created_at, j.attempted_at, pg_xact_commit_timestamp(e.xmin)
+			FROM %[1]s.river_job AS j
+			CROSS JOIN LATERAL (SELECT %[1]s.event_seq(j.args->>'event_id') AS seq, %[1]s.event_time(j.args->>'event_id') AS at OFFSET 0) AS k
+			LEFT JOIN %[1]s.events AS e ON e.id = k.seq AND e.created_at >= k.at AND e.created_at < k.at + interval '1 millisecond'
+			WHERE j.kind = $1 AND j.attempted_at IS NOT NULL AND j.created_at >= $2`, env.schema)
+	}
+	rows, err := env.pool.Query(ctx, query, jobs.KindDelivery, since)
 	if err != nil {
 		return all, slowest, fmt.Errorf("trace stages: %w", err)
 	}
@@ -749,7 +771,8 @@ func stageTrace(ctx context.Context, env *benchEnv, commits *sync.Map, received 
 	for rows.Next() {
 		var id string
 		var created, attempted time.Time
-		if err := rows.Scan(&id, &created, &attempted); err != nil {
+		var claimCommitted *time.Time
+		if err := rows.Scan(&id, &created, &attempted, &claimCommitted); err != nil {
 			return all, slowest, fmt.Errorf("trace stages: %w", err)
 		}
 		c, ok := commits.Load(id)
@@ -761,9 +784,12 @@ func stageTrace(ctx context.Context, env *benchEnv, commits *sync.Map, received 
 		if !ok {
 			continue
 		}
-		traces = append(traces, trace{total: at.Sub(committed), legs: stages{
-			claim: created.Sub(committed), fetch: attempted.Sub(created), attempt: at.Sub(attempted),
-		}})
+		legs := stages{claim: created.Sub(committed), fetch: attempted.Sub(created), attempt: at.Sub(attempted)}
+		if claimCommitted != nil {
+			legs.committed = true
+			legs.commit, legs.fetch = claimCommitted.Sub(created), attempted.Sub(*claimCommitted)
+		}
+		traces = append(traces, trace{total: at.Sub(committed), legs: legs})
 	}
 	if err := rows.Err(); err != nil {
 		return all, slowest, fmt.Errorf("trace stages: %w", err)
@@ -781,9 +807,11 @@ func stageTrace(ctx context.Context, env *benchEnv, commits *sync.Map, received 
 			return percentile(v, 0.5)
 		}
 		return stages{
-			claim:   pick(func(t trace) time.Duration { return t.legs.claim }),
-			fetch:   pick(func(t trace) time.Duration { return t.legs.fetch }),
-			attempt: pick(func(t trace) time.Duration { return t.legs.attempt }),
+			claim:     pick(func(t trace) time.Duration { return t.legs.claim }),
+			commit:    pick(func(t trace) time.Duration { return t.legs.commit }),
+			fetch:     pick(func(t trace) time.Duration { return t.legs.fetch }),
+			attempt:   pick(func(t trace) time.Duration { return t.legs.attempt }),
+			committed: tracked,
 		}
 	}
 	slices.SortFunc(traces, func(a, b trace) int { return cmp.Compare(a.total, b.total) })
