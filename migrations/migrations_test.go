@@ -867,14 +867,9 @@ func TestActivity(t *testing.T) {
 func TestEventsPartitionedKeepsExistingEvents(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := outboxtest.Pool(t)
-	schema := freshSchema(t)
-	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
-	require.NoError(t, err)
-	_, err = m.Up(ctx)
-	require.NoError(t, err)
+	pool, schema, m := upToLatest(ctx, t)
 	latest := outboxdLatest(t)
-	_, err = m.Down(ctx, &migrations.DownOpts{Steps: latest - 9})
+	_, err := m.Down(ctx, &migrations.DownOpts{Steps: latest - 9})
 	require.NoError(t, err)
 	status, err := m.Status(ctx)
 	require.NoError(t, err)
@@ -955,14 +950,9 @@ func TestEventsPartitionedKeepsExistingEvents(t *testing.T) {
 func TestDeliveryAgentIndexBackfillsUnfinishedDeliveries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := outboxtest.Pool(t)
-	schema := freshSchema(t)
-	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
-	require.NoError(t, err)
-	_, err = m.Up(ctx)
-	require.NoError(t, err)
+	pool, schema, m := upToLatest(ctx, t)
 	latest := outboxdLatest(t)
-	_, err = m.Down(ctx, &migrations.DownOpts{Steps: latest - 11})
+	_, err := m.Down(ctx, &migrations.DownOpts{Steps: latest - 11})
 	require.NoError(t, err)
 
 	store, err := outbox.NewStore(pool, &outbox.StoreConfig{Schema: schema})
@@ -1019,12 +1009,7 @@ func TestDeliveryAgentIndexBackfillsUnfinishedDeliveries(t *testing.T) {
 func TestRiverJobWithoutGIN(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := outboxtest.Pool(t)
-	schema := freshSchema(t)
-	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
-	require.NoError(t, err)
-	_, err = m.Up(ctx)
-	require.NoError(t, err)
+	pool, schema, m := upToLatest(ctx, t)
 	exists := func(index string) bool { return indexExists(t, pool, schema, index) }
 	require.False(t, exists("river_job_args_index"))
 	require.False(t, exists("river_job_metadata_index"))
@@ -1057,12 +1042,7 @@ func TestRiverJobWithoutGIN(t *testing.T) {
 func TestEventIDFunctionsInline(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := outboxtest.Pool(t)
-	schema := freshSchema(t)
-	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
-	require.NoError(t, err)
-	_, err = m.Up(ctx)
-	require.NoError(t, err)
+	pool, schema, m := upToLatest(ctx, t)
 	var tag string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT event_id_tag FROM "+schema+".settings").Scan(&tag))
 	other := "0123abcd"
@@ -1114,9 +1094,22 @@ func TestEventIDFunctionsInline(t *testing.T) {
 	require.NotContains(t, plan, "event_seq(", "inlined: no call left in the plan")
 	require.NotContains(t, plan, "event_time(", "inlined: no call left in the plan")
 
-	_, err = m.Down(ctx, &migrations.DownOpts{Steps: outboxdLatest(t) - 14})
+	_, err := m.Down(ctx, &migrations.DownOpts{Steps: outboxdLatest(t) - 14})
 	require.NoError(t, err)
 	require.Equal(t, read(), after, "the same answers as the functions before migration 15")
+}
+
+// upToLatest migrates a fresh schema all the way up and returns it with its
+// pool and migrator.
+func upToLatest(ctx context.Context, t *testing.T) (*pgxpool.Pool, string, *migrations.Migrator) {
+	t.Helper()
+	pool := outboxtest.Pool(t)
+	schema := freshSchema(t)
+	m, err := migrations.New(pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	return pool, schema, m
 }
 
 // indexExists tells whether schema has an index named index.
